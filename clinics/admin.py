@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest
+
+from clinics import services
+from clinics.models import Location, Membership, Organization, PmsConnection
+from routiq.admin_tools import PmsCopyAdmin
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    list_display = ("name", "id", "time_zone", "currency", "country", "created_at")
+    search_fields = ("name", "id")
+    list_filter = ("country", "currency")
+    readonly_fields = ("created_at", "updated_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        # The id is the Clerk organization id: fixed once created.
+        return (*self.readonly_fields, "id") if obj else self.readonly_fields
+
+
+@admin.register(Location)
+class LocationAdmin(PmsCopyAdmin):
+    list_display = ("name", "organization", "city", "time_zone", "pms", "external_id", "archived_at")
+    search_fields = ("name", "city", "external_id")
+    list_select_related = ("organization",)
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ("user", "organization", "role", "created_at")
+    list_filter = ("organization", "role")
+    search_fields = ("user__username", "user__email", "organization__name")
+    list_select_related = ("user", "organization")
+    autocomplete_fields = ("user",)
+
+
+class PmsConnectionForm(forms.ModelForm):
+    """The API key can be written, never read back: the field always renders empty."""
+
+    api_key = forms.CharField(
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Write-only. Leave blank to keep the stored key.",
+    )
+
+    base_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text="Override for sandboxes and simulators; blank uses the PMS default",
+    )
+
+    class Meta:
+        model = PmsConnection
+        fields = ("organization", "kind", "base_url", "status", "status_detail")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.instance.pk is None and not data.get("api_key"):
+            raise ValidationError({"api_key": "An API key is required for a new connection."})
+        return data
+
+
+@admin.register(PmsConnection)
+class PmsConnectionAdmin(admin.ModelAdmin):
+    form = PmsConnectionForm
+    list_display = (
+        "organization",
+        "kind",
+        "status",
+        "credentials_hint",
+        "base_url",
+        "last_successful_sync_at",
+    )
+    list_filter = ("organization", "kind", "status")
+    search_fields = ("organization__name", "organization__id")
+    list_select_related = ("organization",)
+    readonly_fields = (
+        "credentials_hint",
+        "last_successful_sync_at",
+        "sync_cursors",
+        "created_at",
+        "updated_at",
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return (*self.readonly_fields, "organization", "kind") if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: PmsConnection, form: Any, change: bool) -> None:  # noqa: FBT001 - Django's signature
+        # Through the service, so the admin cannot store an unencrypted or malformed key.
+        try:
+            saved = services.pms_connection_set(
+                obj.organization,
+                kind=obj.kind,
+                api_key=form.cleaned_data.get("api_key") or None,
+                base_url=obj.base_url,
+            )
+        except ValidationError as exc:
+            raise ValidationError(exc.messages) from None
+        if obj.status != saved.status or obj.status_detail != saved.status_detail:
+            saved.status, saved.status_detail = obj.status, obj.status_detail
+            saved.save(update_fields=["status", "status_detail", "updated_at"])
+        obj.pk = saved.pk

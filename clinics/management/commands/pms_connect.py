@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from clinics import selectors, services
+from clinics.models import Organization
+from clinics.tenancy import PmsKind
+
+
+class Command(BaseCommand):
+    help = "Connect an organization to its PMS. The API key is stored encrypted and never shown."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("org_id")
+        parser.add_argument("kind", choices=PmsKind.values)
+        parser.add_argument("--api-key", required=True)
+        parser.add_argument("--base-url", default=None, help="Override for sandboxes and simulators")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            organization = selectors.organization_get(options["org_id"])
+        except Organization.DoesNotExist:
+            raise CommandError(f"no organization {options['org_id']!r}") from None
+        try:
+            connection = services.pms_connection_set(
+                organization,
+                kind=options["kind"],
+                api_key=options["api_key"],
+                base_url=options["base_url"],
+            )
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
+        hint = f" ({connection.credentials_hint})" if connection.credentials_hint else ""
+        self.stdout.write(self.style.SUCCESS(f"Connected {connection}{hint}; key stored encrypted"))

@@ -1,0 +1,59 @@
+"""Admin plumbing shared by every app: cheap counts on big tables, read-only PMS copies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db import connection
+from django.http import HttpRequest
+from django.utils.functional import cached_property
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most `cap` rows, and reads the planner's estimate for an unfiltered table.
+
+    `COUNT(*)` over a million appointments on every changelist page is the classic admin
+    slowdown; nobody pages past the first few thousand rows anyway.
+    """
+
+    cap = 10_000
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list
+        if not queryset.query.where:
+            estimate = _estimated_rows(queryset.model._meta.db_table)
+            if estimate > self.cap:
+                return estimate
+        return queryset.order_by()[: self.cap + 1].count()
+
+
+def _estimated_rows(table: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table])
+        row = cursor.fetchone()
+    return max(int(row[0]), 0) if row else 0
+
+
+class BigTableAdmin(admin.ModelAdmin):
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    list_per_page = 50
+
+
+class PmsCopyAdmin(BigTableAdmin):
+    """PMS-sourced rows are a copy: the PMS is where they change, so the admin only reads."""
+
+    list_filter: Any = ("organization",)
+    readonly_fields_exclude: tuple[str, ...] = ()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
