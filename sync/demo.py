@@ -1,0 +1,89 @@
+"""The demo clinic: an organization, an admin login, and a generated clinic loaded into it."""
+
+from __future__ import annotations
+
+import secrets
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from clinics import services as clinic_services
+from clinics.models import Organization, Role
+from patients.models import Patient
+from sync.loader import LoadResult, clinic_load
+from sync.synthetic import ClinicSpec, generate_clinic
+
+DEMO_ORG_ID = "org_RoutiqDemoPhysio01"
+DEMO_ORG_NAME = "Routiq Demo Physio"
+
+
+@dataclass
+class DemoClinic:
+    organization: Organization
+    admin_username: str
+    admin_password: str
+    loaded: LoadResult | None  # None when the clinic was already there
+
+
+def demo_clinic_ensure(
+    *,
+    org_id: str = DEMO_ORG_ID,
+    name: str = DEMO_ORG_NAME,
+    patients: int = 2000,
+    seed: int = 1,
+    time_zone: str = "Australia/Melbourne",
+    today: date | None = None,
+    reset: bool = False,
+    admin_username: str = "admin",
+    progress: Callable[[LoadResult], None] | None = None,
+) -> DemoClinic:
+    """Create the demo organization and its clinic, unless it is already loaded (idempotent)."""
+    # The clinic's own "today", so future bookings are in its future whatever the server's zone.
+    today = today or timezone.now().astimezone(zoneinfo.ZoneInfo(time_zone)).date()
+    spec = ClinicSpec(seed=seed, patients=patients, time_zone=time_zone, today=today)
+    clinic = generate_clinic(spec)  # validates the size before anything is written
+    with transaction.atomic():
+        organization = Organization.objects.filter(pk=org_id).first()
+        if organization is not None and reset:
+            organization.delete()
+            organization = None
+        if organization is None:
+            organization = clinic_services.organization_create(
+                org_id=org_id, name=name, time_zone=time_zone, currency="AUD", country="AU"
+            )
+        password = _admin_password()
+        clinic_services.user_with_membership(
+            organization, username=admin_username, password=password, role=Role.ADMIN, is_staff=True
+        )
+        get_user_model().objects.filter(username=admin_username).update(is_superuser=True)
+        loaded = None
+        if not Patient.objects.for_org(organization).exists():
+            loaded = clinic_load(
+                organization,
+                businesses=clinic.businesses,
+                practitioners=clinic.practitioners,
+                appointment_types=clinic.appointment_types,
+                prices=clinic.appointment_type_prices(),
+                bundles=clinic.iter_patients(),
+                progress=progress,
+            )
+    return DemoClinic(organization, admin_username, password, loaded)
+
+
+def _admin_password() -> str:
+    """One password per install, kept beside the other generated secrets."""
+    path = Path(settings.STATE_DIR) / "demo_admin_password"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    path.write_text(password)
+    path.chmod(0o600)
+    return password
