@@ -29,6 +29,17 @@ class TenantWorld:
     admin_b: Any
 
 
+def database_url(name: str | None = None) -> str:
+    """The server this test run uses (embedded or external) as a DATABASE_URL for a subprocess."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    db = connection.settings_dict
+    host = quote(db["HOST"], safe="") if str(db["HOST"]).startswith("/") else db["HOST"]
+    return f"postgresql://{db['USER']}@{host}:{db['PORT'] or 5432}/{db['NAME'] if name is None else name}"
+
+
 @pytest.fixture
 def world(db: None) -> TenantWorld:
     org_a = baker.make(

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         _banner(base_url, demo, settings, time.monotonic() - started)
         if args.check:
-            return 0
+            return _check_pages(base_url)
         return _supervise(children)
     finally:
         _stop(children)
@@ -91,6 +91,22 @@ def _wait_healthy(base_url: str, children: list[subprocess.Popen[bytes]], *, tim
             pass
         time.sleep(0.5)
     return False
+
+
+def _check_pages(base_url: str) -> int:
+    """The pages a new user opens first, including a static file served by the app itself."""
+    for path in ("/admin/login/", "/static/admin/css/base.css", "/api/schema/", "/health/live"):
+        try:
+            with urllib.request.urlopen(f"{base_url}{path}", timeout=10) as response:
+                status = response.status
+        except urllib.error.HTTPError as exc:
+            status = exc.code
+        except (urllib.error.URLError, OSError) as exc:
+            status = f"unreachable ({exc})"
+        print(f"  check {path}: {status}", flush=True)
+        if status != 200:
+            return 1
+    return 0
 
 
 def _banner(base_url: str, demo: object, settings: object, elapsed: float) -> None:
