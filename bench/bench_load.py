@@ -33,21 +33,14 @@ def run_child(patients: int, seed: int) -> None:
     from django.core.management import call_command
 
     from clinics.services import organization_create
-    from sync.loader import clinic_load
+    from sync.loader import synthetic_clinic_load
     from sync.synthetic import ClinicSpec, generate_clinic
 
     call_command("migrate", verbosity=0)
     org = organization_create(org_id="org_BenchmarkClinic0001", name="Bench", time_zone="Australia/Melbourne")
     started = time.perf_counter()
     clinic = generate_clinic(ClinicSpec(seed=seed, patients=patients, today=date(2026, 11, 27)))
-    result = clinic_load(
-        org,
-        businesses=clinic.businesses,
-        practitioners=clinic.practitioners,
-        appointment_types=clinic.appointment_types,
-        prices=clinic.appointment_type_prices(),
-        bundles=clinic.iter_patients(),
-    )
+    result = synthetic_clinic_load(org, clinic=clinic)
     seconds = time.perf_counter() - started
     print(
         json.dumps(

@@ -125,11 +125,12 @@ Q_CLUSTER = {
     "retry": env.int("Q_RETRY", default=720),
     "max_attempts": 3,
     "catch_up": False,
-    "orm": "default",
     "save_limit": 1000,
     "ack_failures": True,
     "label": "Jobs",
 }
+# The ORM broker has delivery receipts; the Redis one loses tasks in flight if a worker dies.
+Q_CLUSTER.update(startup.job_broker(env, redis_url=REDIS_URL))
 
 # --- Auth, i18n, static ----------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

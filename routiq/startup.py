@@ -105,6 +105,18 @@ def redis_url(env: environ.Env) -> str:
     return url
 
 
+def job_broker(env: environ.Env, *, redis_url: str) -> dict[str, Any]:
+    """django-q2 broker settings: the ORM unless Q_BROKER=redis asks otherwise."""
+    broker = env.str("Q_BROKER", default="orm").lower()
+    if broker == "orm":
+        return {"orm": "default"}
+    if broker == "redis":
+        if not redis_url:
+            raise ConfigurationError("Q_BROKER", "is redis but REDIS_URL is unset")
+        return {"redis": redis_url}
+    raise ConfigurationError("Q_BROKER", "must be orm or redis")
+
+
 def _parse_database_url(url: str) -> dict[str, Any]:
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql", "pgsql", "postgis"}:

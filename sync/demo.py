@@ -17,7 +17,7 @@ from django.utils import timezone
 from clinics import services as clinic_services
 from clinics.models import Organization, Role
 from patients.models import Patient
-from sync.loader import LoadResult, clinic_load
+from sync.loader import LoadResult, synthetic_clinic_load
 from sync.synthetic import ClinicSpec, generate_clinic
 
 DEMO_ORG_ID = "org_RoutiqDemoPhysio01"
@@ -65,15 +65,7 @@ def demo_clinic_ensure(
         get_user_model().objects.filter(username=admin_username).update(is_superuser=True)
         loaded = None
         if not Patient.objects.for_org(organization).exists():
-            loaded = clinic_load(
-                organization,
-                businesses=clinic.businesses,
-                practitioners=clinic.practitioners,
-                appointment_types=clinic.appointment_types,
-                prices=clinic.appointment_type_prices(),
-                bundles=clinic.iter_patients(),
-                progress=progress,
-            )
+            loaded = synthetic_clinic_load(organization, clinic=clinic, progress=progress)
     return DemoClinic(organization, admin_username, password, loaded)
 
 

@@ -74,6 +74,26 @@ def clinic_load(
     return result
 
 
+def synthetic_clinic_load(
+    organization: Organization,
+    *,
+    clinic: Any,
+    batch_size: int = 1000,
+    progress: Callable[[LoadResult], None] | None = None,
+) -> LoadResult:
+    """Load a `sync.synthetic.SyntheticClinic` (demo clinics, benchmarks, tests)."""
+    return clinic_load(
+        organization,
+        businesses=clinic.businesses,
+        practitioners=clinic.practitioners,
+        appointment_types=clinic.appointment_types,
+        prices=clinic.appointment_type_prices(),
+        bundles=clinic.iter_patients(),
+        batch_size=batch_size,
+        progress=progress,
+    )
+
+
 def _load_reference_data(
     organization: Organization,
     businesses: list[dict[str, Any]],

@@ -73,3 +73,9 @@ def test_job_queue_is_up_when_a_cluster_reports(client, settings):
 
 def test_health_rejects_other_methods(client):
     assert client.post("/health").status_code == 405
+
+
+def test_home_page_links_the_entry_points(client):
+    content = client.get("/").content.decode()
+    for href in ('href="/admin/"', 'href="/api/docs/"', 'href="/health"'):
+        assert href in content

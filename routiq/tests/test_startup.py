@@ -81,6 +81,8 @@ def run_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
             },
             "ROUTIQ_ENCRYPTION_KEY",
         ),
+        ({"DATABASE_URL": current_database_url(), "Q_BROKER": "redis"}, "Q_BROKER"),
+        ({"DATABASE_URL": current_database_url(), "Q_BROKER": "sqs"}, "Q_BROKER"),
     ],
     ids=[
         "not-postgres",
@@ -91,6 +93,8 @@ def run_check(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         "prod-no-secret",
         "prod-no-encryption-key",
         "bad-encryption-key",
+        "redis-broker-without-redis",
+        "unknown-broker",
     ],
 )
 def test_bad_configuration_stops_with_one_line(tmp_path, env, setting):

@@ -7,6 +7,12 @@ from decimal import Decimal
 from enum import IntEnum
 from typing import Any
 
+from sync.pms.cliniko.vocabulary import (  # noqa: F401 - re-exported for the generator
+    CANCELLATION_REASONS,
+    INVOICE_STATUS_DESCRIPTIONS,
+    InvoiceStatus,
+)
+
 API_ROOT = "https://api.au1.cliniko.com/v1"
 
 # Cliniko ids are int64 sent as strings; accounts created since 2022 get 18-digit ones.
@@ -61,33 +67,68 @@ class ServiceDefinition:
 # Index in this tuple is the appointment type's serial (and its billable item's).
 SERVICES: tuple[ServiceDefinition, ...] = (
     ServiceDefinition(
-        TypeRole.INITIAL, "Initial Consultation", "Physiotherapy", 45, Decimal("120.00"),
-        "PHY-IC", "#1f77b4",
+        TypeRole.INITIAL,
+        "Initial Consultation",
+        "Physiotherapy",
+        45,
+        Decimal("120.00"),
+        "PHY-IC",
+        "#1f77b4",
     ),
     ServiceDefinition(
-        TypeRole.STANDARD, "Standard Consultation", "Physiotherapy", 30, Decimal("95.00"),
-        "PHY-SC", "#2ca02c",
+        TypeRole.STANDARD,
+        "Standard Consultation",
+        "Physiotherapy",
+        30,
+        Decimal("95.00"),
+        "PHY-SC",
+        "#2ca02c",
     ),
     ServiceDefinition(
-        TypeRole.SHORT, "Follow-up Consultation (Short)", "Physiotherapy", 15, Decimal("65.50"),
-        "PHY-FS", "#98df8a",
+        TypeRole.SHORT,
+        "Follow-up Consultation (Short)",
+        "Physiotherapy",
+        15,
+        Decimal("65.50"),
+        "PHY-FS",
+        "#98df8a",
     ),
     ServiceDefinition(
-        TypeRole.EXTENDED, "Extended Consultation", "Physiotherapy", 60, Decimal("160.00"),
-        "PHY-EC", "#d62728",
+        TypeRole.EXTENDED,
+        "Extended Consultation",
+        "Physiotherapy",
+        60,
+        Decimal("160.00"),
+        "PHY-EC",
+        "#d62728",
     ),
     ServiceDefinition(
-        TypeRole.MASSAGE, "Remedial Massage (60 min)", "Massage", 60, Decimal("110.00"),
-        "MAS-60", "#9467bd",
+        TypeRole.MASSAGE,
+        "Remedial Massage (60 min)",
+        "Massage",
+        60,
+        Decimal("110.00"),
+        "MAS-60",
+        "#9467bd",
     ),
     ServiceDefinition(
-        TypeRole.TELEHEALTH, "Telehealth Consultation", "Telehealth", 30, Decimal("85.00"),
-        "TEL-30", "#17becf",
+        TypeRole.TELEHEALTH,
+        "Telehealth Consultation",
+        "Telehealth",
+        30,
+        Decimal("85.00"),
+        "TEL-30",
+        "#17becf",
     ),
     # Archived part-way through the history: old appointments still link to it.
     ServiceDefinition(
-        TypeRole.LEGACY_STANDARD, "Standard Consultation (old pricing)", "Physiotherapy", 30,
-        Decimal("89.50"), "PHY-SC-OLD", "#7f7f7f",
+        TypeRole.LEGACY_STANDARD,
+        "Standard Consultation (old pricing)",
+        "Physiotherapy",
+        30,
+        Decimal("89.50"),
+        "PHY-SC-OLD",
+        "#7f7f7f",
     ),
 )
 ROLE_INDEX: dict[TypeRole, int] = {service.role: index for index, service in enumerate(SERVICES)}
@@ -110,32 +151,6 @@ def appointment_type_prices() -> dict[str, Decimal]:
     """
     return {appointment_type_id(index): service.price for index, service in enumerate(SERVICES)}
 
-
-# Cliniko's cancellation reason codes and their descriptions.
-CANCELLATION_REASONS: dict[int, str] = {
-    10: "Feeling better",
-    20: "Condition worse",
-    30: "Sick",
-    31: "COVID-19 related",
-    40: "Away",
-    50: "Other",
-    60: "Work",
-}
-
-
-class InvoiceStatus(IntEnum):
-    OPEN = 10
-    PAID = 20
-    CLOSED = 30
-    OPEN_CREDIT = 40
-
-
-INVOICE_STATUS_DESCRIPTIONS: dict[int, str] = {
-    InvoiceStatus.OPEN: "Open",
-    InvoiceStatus.PAID: "Paid",
-    InvoiceStatus.CLOSED: "Closed",
-    InvoiceStatus.OPEN_CREDIT: "Open credit",
-}
 
 TREATMENT_NOTE_DRAFT = 10
 TREATMENT_NOTE_FINAL = 90

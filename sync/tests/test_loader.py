@@ -9,22 +9,14 @@ from clinics.models import Location, Membership, Organization, Role
 from patients.models import Appointment, AppointmentType, Invoice, Patient, Practitioner
 from patients.outcomes import Outcome
 from sync.demo import DEMO_ORG_ID, demo_clinic_ensure
-from sync.loader import OrganizationNotEmpty, clinic_load
+from sync.loader import OrganizationNotEmpty, synthetic_clinic_load
 from sync.synthetic import ClinicSpec, generate_clinic
 
 TODAY = date(2026, 11, 27)
 
 
 def load(org, clinic):
-    return clinic_load(
-        org,
-        businesses=clinic.businesses,
-        practitioners=clinic.practitioners,
-        appointment_types=clinic.appointment_types,
-        prices=clinic.appointment_type_prices(),
-        bundles=clinic.iter_patients(),
-        batch_size=40,
-    )
+    return synthetic_clinic_load(org, clinic=clinic, batch_size=40)
 
 
 @pytest.fixture

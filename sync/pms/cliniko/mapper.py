@@ -13,17 +13,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from patients.services import contact_fields
-
-INVOICE_STATUS = {10: "open", 20: "paid", 30: "closed", 40: "open_credit"}
-CANCELLATION_REASONS = {
-    10: "Feeling better",
-    20: "Condition worse",
-    30: "Sick",
-    31: "COVID-19 related",
-    40: "Away",
-    50: "Other",
-    60: "Work",
-}
+from sync.pms.cliniko.vocabulary import CANCELLATION_REASONS, INVOICE_STATUS_NAMES
 
 
 class MappingError(ValueError):
@@ -216,7 +206,7 @@ def map_invoice(payload: dict[str, Any]) -> Mapped:
             **_state(payload),
             "number": text(payload.get("number")),
             "issue_date": parse_date(payload.get("issue_date")),
-            "status": INVOICE_STATUS.get(status, "unknown"),
+            "status": INVOICE_STATUS_NAMES.get(status, "unknown"),
             "status_code": text(status),
             "total_amount": parse_decimal(payload.get("total_amount")),
             "tax_amount": parse_decimal(payload.get("tax_amount")),
