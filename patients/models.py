@@ -74,7 +74,8 @@ class Patient(PmsRecord):
             models.Index(fields=["organization", "last_name", "first_name"], name="patient_org_name"),
             models.Index(fields=["organization", "email_normalized"], name="patient_org_email"),
             models.Index(fields=["organization", "mobile_e164"], name="patient_org_mobile"),
-            GinIndex(fields=["phones_e164"], name="patient_phones_gin"),
+            # btree_gin lets the phone array index lead with the organization too.
+            GinIndex(fields=["organization", "phones_e164"], name="patient_org_phones_gin"),
         ]
 
     def __str__(self) -> str:
