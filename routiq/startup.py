@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -62,11 +63,12 @@ def database_config(env: environ.Env, *, state_dir: Path) -> dict[str, Any]:
         config = _embedded_database_config(state_dir)
     # Django's psycopg pool instead of persistent connections, which leak under ASGI.
     config["CONN_MAX_AGE"] = 0
-    config.setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 1,
-        "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "10")),
-        "timeout": 10,
-    }
+    if env.bool("DATABASE_POOL", default=not _is_forking_worker()):
+        config.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": int(os.environ.get("DATABASE_POOL_MAX_SIZE", "10")),
+            "timeout": 10,
+        }
     if _checks_enabled() and url:
         _check_database_reachable(config)
     return config
@@ -164,6 +166,13 @@ def _check_database_reachable(config: dict[str, Any]) -> None:
         ).close()
     except psycopg.Error as exc:
         raise ConfigurationError("DATABASE_URL", f"is unreachable ({_first_line(exc)})") from None
+
+
+def _is_forking_worker() -> bool:
+    """django-q2's cluster forks its workers after Django has started. A forked child would
+    inherit the pool's open sockets and talk over the parent's sessions (garbled results,
+    hangs), so the worker uses plain per-task connections instead."""
+    return sys.argv[1:2] == ["qcluster"]
 
 
 def _checks_enabled() -> bool:
