@@ -6,11 +6,15 @@ A's people for org B's things and expect nothing back.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from model_bakery import baker
 
@@ -69,20 +73,76 @@ def world(db: None) -> TenantWorld:
 
 @pytest.fixture(scope="session", autouse=True)
 def _channel_layer_on_test_database(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """channels_postgres connects on its own; point it at the test database, not the real one."""
+    """The PostgreSQL channel layer connects on its own; point it at the test database, not the real one."""
     from channels.layers import channel_layers
     from django.db import connection
 
     layer = settings.CHANNEL_LAYERS["default"]
-    if layer["BACKEND"].startswith("channels_postgres"):
-        layer["CONFIG"]["NAME"] = connection.settings_dict["NAME"]
-        settings.DATABASES["channels_postgres"]["NAME"] = connection.settings_dict["NAME"]
+    if layer["BACKEND"] == "realtime.layers.PostgresChannelLayer":
+        layer["CONFIG"]["database"]["NAME"] = connection.settings_dict["NAME"]
         channel_layers.backends.clear()
     yield
-    # Its async pool outlives the event loop that made it; close those sessions so the test
-    # database can be dropped.
+    # The layer closes its connections when their event loop ends; a loop that never ended
+    # (or a subprocess killed mid-test) may leave sessions behind that would keep the test
+    # database from being dropped.
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+# --- API tests: a Clerk-like instance key configured in settings, and a caller -------------
+ISSUER = "https://clerk.test.routiq.example"
+ORIGIN = "https://app.routiq.example"
+_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_OTHER_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PUBLIC_PEM = _KEY.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+).decode()
+
+
+def make_claims(org_id, role="org:admin", user="user_alice", version=2, **overrides):
+    now = int(time.time())
+    claims = {"sub": user, "sid": "sess_1", "iss": ISSUER, "iat": now, "nbf": now, "exp": now + 60, "azp": ORIGIN}
+    if version == 2:
+        claims["o"] = {"id": org_id, "rol": role.removeprefix("org:"), "slg": "x"}
+    else:
+        claims.update(org_id=org_id, org_role=role)
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+def sign(claims, key=_KEY, alg="RS256", headers=None):
+    return jwt.encode(claims, key, algorithm=alg, headers=headers or {"kid": "ins_test"})
+
+
+@pytest.fixture
+def clerk_settings(settings):
+    settings.CLERK_JWT_KEY = PUBLIC_PEM
+    settings.CLERK_ISSUER = ISSUER
+    settings.CLERK_AUTHORIZED_PARTIES = [ORIGIN]
+    settings.CLERK_JWKS_URL = ""
+    return settings
+
+
+@pytest.fixture
+def token_for(clerk_settings):
+    def build(org, role="org:admin", user="user_alice", **overrides):
+        org_id = org if isinstance(org, str) else org.pk
+        return sign(make_claims(org_id, role=role, user=user, **overrides))
+
+    return build
+
+
+@pytest.fixture
+def api(client):
+    def call(method, path, token=None, **kwargs):
+        headers = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
+        headers.update(kwargs.pop("headers", {}))
+        return getattr(client, method.lower())(path, content_type="application/json", **headers, **kwargs)
+
+    return call
+
+
+OTHER_KEY = _OTHER_KEY

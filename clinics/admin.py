@@ -8,8 +8,9 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from clinics import services
-from clinics.models import Location, Membership, Organization, PmsConnection
-from routiq.admin_tools import PmsCopyAdmin
+from clinics.auth.api_keys import api_key_create, api_key_revoke
+from clinics.models import ApiKey, AuditEvent, Location, Membership, Organization, PmsConnection
+from routiq.admin_tools import CappedCountPaginator, PmsCopyAdmin
 
 
 @admin.register(Organization)
@@ -107,3 +108,60 @@ class PmsConnectionAdmin(admin.ModelAdmin):
             saved.status, saved.status_detail = obj.status, obj.status_detail
             saved.save(update_fields=["status", "status_detail", "updated_at"])
         obj.pk = saved.pk
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = (
+        "occurred_at",
+        "organization",
+        "actor_label",
+        "action",
+        "object_type",
+        "object_id",
+        "request_id",
+    )
+    list_filter = ("organization", "action")
+    search_fields = ("actor_label", "action", "=object_id", "=request_id")
+    list_select_related = ("organization",)
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+
+    # The log is evidence: nobody edits or deletes it by hand (retention purges it).
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("name", "organization", "prefix", "role", "created_at", "last_used_at", "revoked_at")
+    list_filter = ("organization", "role")
+    search_fields = ("name", "=prefix")
+    list_select_related = ("organization",)
+    readonly_fields = ("prefix", "created_by", "created_at", "last_used_at", "revoked_at")
+    fields = ("organization", "name", "role", *readonly_fields)
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return (*self.readonly_fields, "organization") if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:  # noqa: FBT001
+        if change:
+            obj.save(update_fields=["name", "role"])
+            return
+        issued = api_key_create(obj.organization, name=obj.name, role=obj.role, created_by=request.user)
+        obj.pk = issued.api_key.pk
+        # Shown once, here; only the hash is kept.
+        self.message_user(request, f"API key created. Copy it now, it is not shown again: {issued.plaintext}")
+
+    @admin.action(description="Revoke selected keys")
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        for api_key in queryset:
+            api_key_revoke(api_key)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")

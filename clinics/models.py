@@ -39,6 +39,8 @@ class RetentionSettings:
     dormant_days: int = 365
     default_interval_days: int = 21
     late_cancellation_hours: int = 24
+    data_retention_days: int = 7 * 365  # clinical records: AU states keep 7 years after last visit
+    audit_retention_days: int = 2 * 365
     expected_interval_visits: int = 5
     excluded_appointment_type_ids: tuple[str, ...] = ()
 
@@ -59,6 +61,11 @@ class RetentionSettings:
         if not 0 < self.lapse_soft_days < self.lapse_hard_days < self.dormant_days:
             raise ValidationError(
                 "thresholds must satisfy 0 < lapse_soft_days < lapse_hard_days < dormant_days",
+                code="invalid_thresholds",
+            )
+        if self.data_retention_days < 365 or self.audit_retention_days < 30:
+            raise ValidationError(
+                "data_retention_days must be at least 365 and audit_retention_days at least 30",
                 code="invalid_thresholds",
             )
         if self.default_interval_days <= 0 or self.late_cancellation_hours <= 0:
@@ -187,3 +194,56 @@ class PmsConnection(TenantModel):
     def __repr__(self) -> str:
         # Never let a debugger or log line print the ciphertext or anything derived from it.
         return f"<PmsConnection {self.pk} {self.kind} org={self.organization_id}>"
+
+
+class ApiKey(TenantModel):
+    """A machine client's credential: one organization, one role. Only a hash is stored."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, unique=True, help_text="Public part, shown to identify the key")
+    secret_hash = models.CharField(max_length=64, editable=False)
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.READ_ONLY)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["organization", "created_at"], name="apikey_org_created")]
+
+    def __str__(self) -> str:
+        return f"{self.name} (rq_{self.prefix}_…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class AuditEvent(TenantModel):
+    """Who did what to which object, when. Patients appear by id only, never by name."""
+
+    occurred_at = models.DateTimeField(auto_now_add=True)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    actor_label = models.CharField(max_length=150, help_text="user id or API key prefix at the time")
+    action = models.CharField(max_length=64)
+    object_type = models.CharField(max_length=64, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["organization", "-occurred_at"], name="audit_org_time"),
+            models.Index(fields=["organization", "object_type", "object_id"], name="audit_org_object"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.actor_label} {self.action} {self.object_type}:{self.object_id}"

@@ -65,6 +65,10 @@ class Patient(PmsRecord):
     state = models.CharField(max_length=100, blank=True)
     post_code = models.CharField(max_length=20, blank=True)
     merged_at = models.DateTimeField(null=True, blank=True)
+    anonymised_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Personal fields were erased; syncs must never write them back",
+    )
     accepted_sms_marketing = models.BooleanField(null=True, blank=True)
     accepted_email_marketing = models.BooleanField(null=True, blank=True)
 

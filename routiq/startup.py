@@ -55,6 +55,14 @@ def encryption_keys(env: environ.Env, *, production: bool, state_dir: Path) -> l
     return keys
 
 
+def dev_auth(env: environ.Env, *, production: bool) -> bool:
+    """Development tokens signed by a local key: on by default in development only."""
+    enabled = env.bool("ROUTIQ_DEV_AUTH", default=not production)
+    if enabled and production:
+        raise ConfigurationError("ROUTIQ_DEV_AUTH", "cannot be enabled when ROUTIQ_PRODUCTION is true")
+    return enabled
+
+
 def database_config(env: environ.Env, *, state_dir: Path) -> dict[str, Any]:
     url = env.str("DATABASE_URL", default="")
     if url:
@@ -75,19 +83,11 @@ def database_config(env: environ.Env, *, state_dir: Path) -> dict[str, Any]:
 
 
 def channel_layer_database_config(database: dict[str, Any]) -> dict[str, Any]:
-    """channels_postgres opens its own async pool; it takes the plain connection settings."""
+    """Connection settings for realtime.layers.PostgresChannelLayer, which opens its own
+    connections per event loop: a copy (tests repoint NAME) without Django's pool."""
     options = {k: v for k, v in database.get("OPTIONS", {}).items() if k != "pool"}
-    return {
-        # It builds a Django DatabaseWrapper from this dict, which expects normalised keys.
-        "TIME_ZONE": None,
-        "CONN_MAX_AGE": 0,
-        "CONN_HEALTH_CHECKS": False,
-        "AUTOCOMMIT": True,
-        "ATOMIC_REQUESTS": False,
-        **{k: v for k, v in database.items() if k not in {"OPTIONS", "TEST"}},
-        "OPTIONS": options,
-        "PSYCOPG_OPTIONS": {"min_size": 1, "max_size": 4},
-    }
+    connection = {key: database.get(key, "") for key in ("NAME", "USER", "PASSWORD", "HOST", "PORT")}
+    return {**connection, "OPTIONS": options}
 
 
 def redis_url(env: environ.Env) -> str:

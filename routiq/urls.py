@@ -1,9 +1,10 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path, re_path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from routiq import health
+from routiq.api import handlers
 
 admin.site.site_header = "Routiq back-office"
 admin.site.site_title = "Routiq"
@@ -13,6 +14,13 @@ urlpatterns = [
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("clinics.api.urls")),
+    path("api/v1/", include("patients.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # Unknown API paths get the JSON envelope, even with DEBUG on.
+    re_path(r"^api/", handlers.not_found, name="api-not-found"),
 ]
+
+handler404 = "routiq.api.handlers.not_found"
+handler500 = "routiq.api.handlers.server_error"

@@ -26,7 +26,7 @@ print("sent")
 """
 
 
-@pytest.mark.django_db(transaction=True, databases=["default", "channels_postgres"])
+@pytest.mark.django_db(transaction=True)
 def test_a_group_message_crosses_from_another_process():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "routiq.settings", "DATABASE_URL": database_url()}
     group = f"org.test{os.getpid()}.metrics"
@@ -55,4 +55,4 @@ def test_the_layer_matches_the_configuration(settings):
     if os.environ.get("REDIS_URL"):
         assert backend == "channels_redis.core.RedisChannelLayer"
     else:
-        assert backend == "channels_postgres.core.PostgresChannelLayer"
+        assert backend == "realtime.layers.PostgresChannelLayer"

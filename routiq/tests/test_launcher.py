@@ -1,6 +1,7 @@
 """The first quickstart command, end to end: real database, server, worker and demo clinic."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -51,8 +52,9 @@ def test_start_serves_admin_health_and_demo_then_stops(launcher_env):
     assert result.returncode == 0, output[-4000:]
     assert "Routiq is running" in output
     assert "Login:   admin / " in output
-    for path in ("/admin/login/", "/static/admin/css/base.css", "/api/schema/"):
-        assert f"check {path}: 200" in output
+    assert "curl -H 'Authorization: Bearer " in output
+    for path in ("/admin/login/", "/static/admin/css/base.css", "/api/schema/", "/api/v1/organizations/"):
+        assert re.search(rf"check {re.escape(path)}\S*: 200", output), path
     # The server and worker were stopped with the launcher: the port is free again.
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0

@@ -1,0 +1,27 @@
+"""Django-level 404/500 for /api/ paths, in the same envelope as DRF's errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+
+from routiq.api.envelope import error_body
+from routiq.api.errors import ApiError, NotFound
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request: HttpRequest, exception: Any = None) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(error_body(NotFound("No such endpoint.")), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(error_body(ApiError()), status=500)
+    return defaults.server_error(request)
