@@ -66,17 +66,3 @@ class PmsRecord(TenantModel):
 def get_for_org(model: type[models.Model], organization: Any, **lookup: Any) -> Any:
     """One object of `organization`, or `model.DoesNotExist` for missing and foreign alike."""
     return model.objects.for_org(organization).get(**lookup)
-
-
-def tenant_context_set(org_id: str) -> None:
-    """Set the tenant for row-level security, for the current transaction only.
-
-    Transaction-local (`set_config(..., true)`), so a pooled connection never carries one
-    request's tenant into the next.
-    """
-    from django.db import connection
-
-    if not connection.in_atomic_block:
-        raise RuntimeError("the tenant can only be set inside a transaction")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('app.org_id', %s, true)", [org_id])

@@ -114,17 +114,35 @@ def _process_owner(data_dir: Path) -> str | None:
 
 
 def _ensure_database(server: EmbeddedServer) -> None:
+    """The project database and the owner and application roles (idempotent)."""
     import psycopg
 
-    with psycopg.connect(
-        host=server.host,
-        port=server.port,
-        user=server.user,
-        dbname="postgres",
-        autocommit=True,
-        connect_timeout=10,
-    ) as conn:
+    from routiq import db_roles
+
+    def connect(dbname: str) -> psycopg.Connection:
+        return psycopg.connect(
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=10,
+        )
+
+    with connect("postgres") as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
             logger.info("created database %s in %s", DATABASE_NAME, server.data_dir)
+        provisioned = conn.execute(
+            "SELECT 1 FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba"
+            " WHERE d.datname = %s AND r.rolname = %s",
+            (DATABASE_NAME, db_roles.OWNER_ROLE),
+        ).fetchone()
+        if provisioned:
+            return
+        for statement in db_roles.cluster_sql(database=DATABASE_NAME):
+            conn.execute(statement)
+    with connect(DATABASE_NAME) as conn:
+        for statement in db_roles.database_sql():
+            conn.execute(statement)

@@ -31,8 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
 
     _step("applying migrations")
-    call_command("migrate", interactive=False, verbosity=0)
-    call_command("createcachetable", verbosity=0)
+    # Separate processes: schema changes connect as the owner role, the product as the app role.
+    for command in (["migrate", "--no-input", "-v", "0"], ["createcachetable"]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=BASE_DIR, check=True)
     call_command("collectstatic", interactive=False, verbosity=0)
     demo = None
     if args.patients:

@@ -65,10 +65,12 @@ def dev_auth(env: environ.Env, *, production: bool) -> bool:
 
 def database_config(env: environ.Env, *, state_dir: Path) -> dict[str, Any]:
     url = env.str("DATABASE_URL", default="")
+    owner_url = env.str("DATABASE_OWNER_URL", default="")
     if url:
-        config = _parse_database_url(url)
+        # Schema changes run as the owner role when one is given; everything else as the app.
+        config = _parse_database_url(owner_url if owner_url and _is_owner_command() else url)
     else:
-        config = _embedded_database_config(state_dir)
+        config = _embedded_database_config(state_dir, role=_embedded_role(env))
     # Django's psycopg pool instead of persistent connections, which leak under ASGI.
     config["CONN_MAX_AGE"] = 0
     if env.bool("DATABASE_POOL", default=not _is_forking_worker()):
@@ -137,15 +139,51 @@ def _parse_database_url(url: str) -> dict[str, Any]:
     return config
 
 
-def _embedded_database_config(state_dir: Path) -> dict[str, Any]:
+# Commands that change the schema, and so connect as the owner role.
+OWNER_COMMANDS = {
+    "migrate",
+    "makemigrations",
+    "createcachetable",
+    "flush",
+    "sqlflush",
+    "showmigrations",
+    "dbshell",
+}
+
+
+def _is_owner_command() -> bool:
+    return sys.argv[1:2] and sys.argv[1] in OWNER_COMMANDS or False
+
+
+def _embedded_role(env: environ.Env) -> str:
+    """Which role a process connects to the embedded server as.
+
+    The product runs as the application role (row-level security applies); migrations as the
+    owner; the test suite as the server's superuser, since it creates and drops databases
+    (the row-level security tests switch to the application role themselves).
+    """
+    explicit = env.str("ROUTIQ_DB_ROLE", default="")
+    if explicit:
+        if explicit not in {"app", "owner", "superuser"}:
+            raise ConfigurationError("ROUTIQ_DB_ROLE", "must be app, owner or superuser")
+        return explicit
+    if "pytest" in sys.modules:
+        return "superuser"
+    return "owner" if _is_owner_command() else "app"
+
+
+def _embedded_database_config(state_dir: Path, *, role: str) -> dict[str, Any]:
+    from routiq import db_roles
+
     try:
         server = embedded_db.start(state_dir / "pgdata")
     except embedded_db.EmbeddedDatabaseError as exc:
         raise ConfigurationError("DATABASE_URL", f"is unset and {exc}") from None
+    user = {"app": db_roles.APP_ROLE, "owner": db_roles.OWNER_ROLE, "superuser": server.user}[role]
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": embedded_db.DATABASE_NAME,
-        "USER": server.user,
+        "USER": user,
         "PASSWORD": "",
         "HOST": server.host,
         "PORT": str(server.port),

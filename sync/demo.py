@@ -11,11 +11,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.utils import timezone
 
 from clinics import services as clinic_services
 from clinics.models import Organization, Role
+from clinics.rls import tenant_scope
 from patients.models import Patient
 from sync.loader import LoadResult, synthetic_clinic_load
 from sync.synthetic import ClinicSpec, generate_clinic
@@ -49,7 +49,7 @@ def demo_clinic_ensure(
     today = today or timezone.now().astimezone(zoneinfo.ZoneInfo(time_zone)).date()
     spec = ClinicSpec(seed=seed, patients=patients, time_zone=time_zone, today=today)
     clinic = generate_clinic(spec)  # validates the size before anything is written
-    with transaction.atomic():
+    with tenant_scope(org_id):
         organization = Organization.objects.filter(pk=org_id).first()
         if organization is not None and reset:
             organization.delete()

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from clinics.auth.roles import role_allows
 from clinics.models import ORG_ID_RE, Membership, Organization, Role
-from clinics.tenancy import tenant_context_set
+from clinics.rls import tenant_context_set, tenant_scope
 from routiq.api.errors import NotFound, OrgAccessDenied, PermissionDeniedError
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -88,7 +88,8 @@ def _role_in(request: Request, organization: Organization) -> str | None:
     if principal is not None and getattr(principal, "kind", None) in {"token", "api_key"}:
         return principal.role
     user = request.user
-    membership = Membership.objects.for_org(organization).filter(user=user).first()
+    with tenant_scope(organization):
+        membership = Membership.objects.for_org(organization).filter(user=user).first()
     if membership is not None:
         return membership.role
     return Role.ADMIN if getattr(user, "is_superuser", False) else None

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from clinics.models import ApiKey, Organization, Role
+from clinics.rls import cross_tenant_scope
 
 PREFIX_LENGTH = 8
 
@@ -60,15 +61,16 @@ def api_key_authenticate(presented: str) -> ApiKey | None:
     parts = presented.split("_", 2)
     if len(parts) != 3 or parts[0] != "rq" or len(parts[1]) != PREFIX_LENGTH:
         return None
-    # A cross-tenant read by design: the key itself says which organization it belongs to.
-    api_key = ApiKey.objects.select_related("organization").filter(prefix=parts[1]).first()
-    if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash(parts[2])):
-        return None
-    if api_key.revoked_at is not None:
-        return None
-    now = timezone.now()
-    if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    # Cross-tenant by design: the key itself says which organization it belongs to.
+    with cross_tenant_scope("find the organization of an API key"):
+        api_key = ApiKey.objects.select_related("organization").filter(prefix=parts[1]).first()
+        if api_key is None or not hmac.compare_digest(api_key.secret_hash, _hash(parts[2])):
+            return None
+        if api_key.revoked_at is not None:
+            return None
+        now = timezone.now()
+        if api_key.last_used_at is None or (now - api_key.last_used_at).total_seconds() > 60:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
     return api_key
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
-from django.db import transaction
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
 from rest_framework.request import Request
 
@@ -16,6 +15,7 @@ from clinics.auth.api_keys import api_key_authenticate, looks_like_api_key
 from clinics.auth.roles import normalise_role
 from clinics.auth.tokens import SessionClaims, verify_session_token
 from clinics.models import ApiKey, Membership, Organization
+from clinics.rls import tenant_scope
 from routiq.api.errors import TokenInvalid
 
 
@@ -76,14 +76,15 @@ def _sync_user_and_membership(claims: SessionClaims) -> tuple[Any, str | None]:
     """The token is the truth about a Clerk user's organization role: mirror it locally."""
     user_model = get_user_model()
     role = normalise_role(claims.org_role, settings.CLERK_ROLE_MAP)
-    with transaction.atomic():
-        user, _ = user_model.objects.get_or_create(username=claims.user_id)
-        if claims.org_id and Organization.objects.filter(pk=claims.org_id).exists():
-            current = Membership.objects.for_org(claims.org_id).filter(user=user).first()
-            if role is None and current is not None:
-                current.delete()
-            elif role is not None and (current is None or current.role != role):
-                Membership.objects.update_or_create(
-                    organization_id=claims.org_id, user=user, defaults={"role": role}
-                )
+    user, _ = user_model.objects.get_or_create(username=claims.user_id)
+    if not claims.org_id or not Organization.objects.filter(pk=claims.org_id).exists():
+        return user, role
+    with tenant_scope(claims.org_id):
+        current = Membership.objects.for_org(claims.org_id).filter(user=user).first()
+        if role is None and current is not None:
+            current.delete()
+        elif role is not None and (current is None or current.role != role):
+            Membership.objects.update_or_create(
+                organization_id=claims.org_id, user=user, defaults={"role": role}
+            )
     return user, role

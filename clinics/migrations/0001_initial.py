@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,83 +15,214 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Organization',
+            name="Organization",
             fields=[
-                ('id', models.CharField(max_length=64, primary_key=True, serialize=False, validators=[clinics.models.validate_org_id])),
-                ('name', models.CharField(max_length=200)),
-                ('time_zone', models.CharField(default='Australia/Sydney', max_length=64, validators=[clinics.models.validate_time_zone])),
-                ('currency', models.CharField(default='AUD', max_length=3)),
-                ('country', models.CharField(default='AU', help_text='ISO 3166 country used to read local phone numbers', max_length=2)),
-                ('retention_settings', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
+                (
+                    "id",
+                    models.CharField(
+                        max_length=64,
+                        primary_key=True,
+                        serialize=False,
+                        validators=[clinics.models.validate_org_id],
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "time_zone",
+                    models.CharField(
+                        default="Australia/Sydney",
+                        max_length=64,
+                        validators=[clinics.models.validate_time_zone],
+                    ),
+                ),
+                ("currency", models.CharField(default="AUD", max_length=3)),
+                (
+                    "country",
+                    models.CharField(
+                        default="AU",
+                        help_text="ISO 3166 country used to read local phone numbers",
+                        max_length=2,
+                    ),
+                ),
+                ("retention_settings", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
             ],
             options={
-                'ordering': ['name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('id__regex', '^org_[A-Za-z0-9]{10,60}$')), name='organization_id_format'), models.CheckConstraint(condition=models.Q(('currency__regex', '^[A-Z]{3}$')), name='organization_currency_iso'), models.CheckConstraint(condition=models.Q(('country__regex', '^[A-Z]{2}$')), name='organization_country_iso')],
+                "ordering": ["name"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("id__regex", "^org_[A-Za-z0-9]{10,60}$")),
+                        name="organization_id_format",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("currency__regex", "^[A-Z]{3}$")),
+                        name="organization_currency_iso",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("country__regex", "^[A-Z]{2}$")), name="organization_country_iso"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('admin', 'Admin'), ('staff', 'Staff'), ('read_only', 'Read only')], default='staff', max_length=16)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
-                ('organization', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='clinics.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("admin", "Admin"), ("staff", "Staff"), ("read_only", "Read only")],
+                        default="staff",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="clinics.organization",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['user'], name='membership_user')],
-                'constraints': [models.UniqueConstraint(fields=('organization', 'user'), name='membership_unique_user')],
+                "indexes": [models.Index(fields=["user"], name="membership_user")],
+                "constraints": [
+                    models.UniqueConstraint(fields=("organization", "user"), name="membership_unique_user")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Location',
+            name="Location",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('pms', models.CharField(choices=[('cliniko', 'Cliniko'), ('nookal', 'Nookal')], max_length=16)),
-                ('external_id', models.CharField(max_length=64)),
-                ('pms_created_at', models.DateTimeField(blank=True, null=True)),
-                ('pms_updated_at', models.DateTimeField(blank=True, null=True)),
-                ('archived_at', models.DateTimeField(blank=True, null=True)),
-                ('deleted_at', models.DateTimeField(blank=True, null=True)),
-                ('last_synced_at', models.DateTimeField(blank=True, null=True)),
-                ('name', models.CharField(max_length=200)),
-                ('time_zone', models.CharField(blank=True, max_length=64, validators=[clinics.models.validate_time_zone])),
-                ('address', models.TextField(blank=True)),
-                ('city', models.CharField(blank=True, max_length=100)),
-                ('state', models.CharField(blank=True, max_length=100)),
-                ('post_code', models.CharField(blank=True, max_length=20)),
-                ('country', models.CharField(blank=True, max_length=100)),
-                ('phone', models.CharField(blank=True, max_length=50)),
-                ('organization', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='clinics.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "pms",
+                    models.CharField(choices=[("cliniko", "Cliniko"), ("nookal", "Nookal")], max_length=16),
+                ),
+                ("external_id", models.CharField(max_length=64)),
+                ("pms_created_at", models.DateTimeField(blank=True, null=True)),
+                ("pms_updated_at", models.DateTimeField(blank=True, null=True)),
+                ("archived_at", models.DateTimeField(blank=True, null=True)),
+                ("deleted_at", models.DateTimeField(blank=True, null=True)),
+                ("last_synced_at", models.DateTimeField(blank=True, null=True)),
+                ("name", models.CharField(max_length=200)),
+                (
+                    "time_zone",
+                    models.CharField(
+                        blank=True, max_length=64, validators=[clinics.models.validate_time_zone]
+                    ),
+                ),
+                ("address", models.TextField(blank=True)),
+                ("city", models.CharField(blank=True, max_length=100)),
+                ("state", models.CharField(blank=True, max_length=100)),
+                ("post_code", models.CharField(blank=True, max_length=20)),
+                ("country", models.CharField(blank=True, max_length=100)),
+                ("phone", models.CharField(blank=True, max_length=50)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="clinics.organization",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
-                'abstract': False,
-                'indexes': [models.Index(fields=['organization', 'name'], name='location_org_name')],
-                'constraints': [models.UniqueConstraint(fields=('organization', 'pms', 'external_id'), name='clinics_location_unique_pms_id')],
+                "ordering": ["name"],
+                "abstract": False,
+                "indexes": [models.Index(fields=["organization", "name"], name="location_org_name")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("organization", "pms", "external_id"), name="clinics_location_unique_pms_id"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PmsConnection',
+            name="PmsConnection",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('cliniko', 'Cliniko'), ('nookal', 'Nookal')], max_length=16)),
-                ('credentials_ciphertext', models.BinaryField()),
-                ('credentials_hint', models.CharField(blank=True, editable=False, help_text='Non-secret hint such as the Cliniko shard, never any part of the key', max_length=32)),
-                ('base_url', models.URLField(blank=True, help_text='Override for sandboxes and simulators; blank uses the PMS default')),
-                ('status', models.CharField(choices=[('active', 'Active'), ('needs_attention', 'Needs attention'), ('disabled', 'Disabled')], default='active', max_length=20)),
-                ('status_detail', models.CharField(blank=True, max_length=300)),
-                ('last_successful_sync_at', models.DateTimeField(blank=True, null=True)),
-                ('sync_cursors', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('organization', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='clinics.organization')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(choices=[("cliniko", "Cliniko"), ("nookal", "Nookal")], max_length=16),
+                ),
+                ("credentials_ciphertext", models.BinaryField()),
+                (
+                    "credentials_hint",
+                    models.CharField(
+                        blank=True,
+                        editable=False,
+                        help_text="Non-secret hint such as the Cliniko shard, never any part of the key",
+                        max_length=32,
+                    ),
+                ),
+                (
+                    "base_url",
+                    models.URLField(
+                        blank=True,
+                        help_text="Override for sandboxes and simulators; blank uses the PMS default",
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("active", "Active"),
+                            ("needs_attention", "Needs attention"),
+                            ("disabled", "Disabled"),
+                        ],
+                        default="active",
+                        max_length=20,
+                    ),
+                ),
+                ("status_detail", models.CharField(blank=True, max_length=300)),
+                ("last_successful_sync_at", models.DateTimeField(blank=True, null=True)),
+                ("sync_cursors", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "organization",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="clinics.organization",
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('organization', 'kind'), name='pmsconnection_unique_kind')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("organization", "kind"), name="pmsconnection_unique_kind")
+                ],
             },
         ),
     ]

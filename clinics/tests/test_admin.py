@@ -39,7 +39,14 @@ def test_connection_form_never_shows_the_key(superuser_client, world):
 def test_admin_add_connection_encrypts_through_the_service(superuser_client, world):
     response = superuser_client.post(
         reverse("admin:clinics_pmsconnection_add"),
-        {"organization": world.org_b.pk, "kind": "cliniko", "api_key": SECRET, "base_url": "", "status": "active", "status_detail": ""},
+        {
+            "organization": world.org_b.pk,
+            "kind": "cliniko",
+            "api_key": SECRET,
+            "base_url": "",
+            "status": "active",
+            "status_detail": "",
+        },
     )
     assert response.status_code == 302, response.content.decode()[:2000]
     connection = PmsConnection.objects.for_org(world.org_b).get()
@@ -50,7 +57,13 @@ def test_admin_add_connection_encrypts_through_the_service(superuser_client, wor
 def test_admin_add_connection_requires_a_key(superuser_client, world):
     response = superuser_client.post(
         reverse("admin:clinics_pmsconnection_add"),
-        {"organization": world.org_b.pk, "kind": "cliniko", "api_key": "", "base_url": "", "status": "active"},
+        {
+            "organization": world.org_b.pk,
+            "kind": "cliniko",
+            "api_key": "",
+            "base_url": "",
+            "status": "active",
+        },
     )
     assert response.status_code == 200
     assert "An API key is required" in response.content.decode()
@@ -61,7 +74,12 @@ def test_admin_change_keeps_the_key_when_left_blank(superuser_client, world):
     connection = services.pms_connection_set(world.org_a, kind="cliniko", api_key=SECRET)
     response = superuser_client.post(
         reverse("admin:clinics_pmsconnection_change", args=[connection.pk]),
-        {"api_key": "", "base_url": "http://127.0.0.1:9999", "status": "needs_attention", "status_detail": "checking"},
+        {
+            "api_key": "",
+            "base_url": "http://127.0.0.1:9999",
+            "status": "needs_attention",
+            "status_detail": "checking",
+        },
     )
     assert response.status_code == 302
     connection.refresh_from_db()

@@ -74,7 +74,9 @@ def test_cross_tenant_session_is_refused_on_every_endpoint(world, client, route,
 @pytest.mark.parametrize(("route", "view", "method"), ENDPOINTS, ids=[f"{m} {r}" for r, _, m in ENDPOINTS])
 def test_header_must_match_the_path(world, api, token_for, route, view, method):
     response = api(
-        method, fill(route, world.org_a.pk), token_for(world.org_a),
+        method,
+        fill(route, world.org_a.pk),
+        token_for(world.org_a),
         headers={"HTTP_X_ORGANIZATION_ID": world.org_b.pk},
     )
     assert response.status_code == 403
@@ -93,7 +95,9 @@ def test_role_matrix(world, api, token_for, route, view, method, role):
         assert response.json()["error"]["code"] == "PERMISSION_DENIED"
 
 
-@pytest.mark.parametrize("bad", ["not-an-org", "org_%27%3B--", "org_" + "x" * 80, "ORG_2xwHiNrj68eaRUlX10anlXGvzX7"])
+@pytest.mark.parametrize(
+    "bad", ["not-an-org", "org_%27%3B--", "org_" + "x" * 80, "ORG_2xwHiNrj68eaRUlX10anlXGvzX7"]
+)
 def test_malformed_organization_ids_are_404(world, api, token_for, bad):
     response = api("GET", f"/api/v1/organizations/{bad}", token_for(world.org_a))
     assert response.status_code == 404

@@ -140,9 +140,9 @@ def test_configured_role_map(world, api, token_for, settings):
 def test_jwks_is_fetched_by_kid_and_cached(world, api, settings, monkeypatch):
     from clinics.auth import tokens
 
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(
-        serialization.load_pem_public_key(PUBLIC_PEM.encode())
-    ))
+    jwk = json.loads(
+        jwt.algorithms.RSAAlgorithm.to_jwk(serialization.load_pem_public_key(PUBLIC_PEM.encode()))
+    )
     jwk.update(kid="ins_jwks", use="sig", alg="RS256")
     calls = []
 

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinics.auth.api_keys import api_key_create
 from clinics.models import Organization, Role
+from clinics.rls import tenant_scope
 
 
 class Command(BaseCommand):
@@ -22,7 +23,8 @@ class Command(BaseCommand):
         if organization is None:
             raise CommandError(f"no organization {options['org_id']!r}")
         try:
-            issued = api_key_create(organization, name=options["name"], role=options["role"])
+            with tenant_scope(organization):
+                issued = api_key_create(organization, name=options["name"], role=options["role"])
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stderr.write(

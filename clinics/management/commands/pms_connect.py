@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinics import selectors, services
 from clinics.models import Organization
+from clinics.rls import tenant_scope
 from clinics.tenancy import PmsKind
 
 
@@ -25,12 +26,13 @@ class Command(BaseCommand):
         except Organization.DoesNotExist:
             raise CommandError(f"no organization {options['org_id']!r}") from None
         try:
-            connection = services.pms_connection_set(
-                organization,
-                kind=options["kind"],
-                api_key=options["api_key"],
-                base_url=options["base_url"],
-            )
+            with tenant_scope(organization):
+                connection = services.pms_connection_set(
+                    organization,
+                    kind=options["kind"],
+                    api_key=options["api_key"],
+                    base_url=options["base_url"],
+                )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         hint = f" ({connection.credentials_hint})" if connection.credentials_hint else ""

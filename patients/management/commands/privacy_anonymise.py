@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinics.audit import audit_record
+from clinics.rls import tenant_scope
 from patients import privacy
 from patients.management.commands._privacy import ACTOR, organization_or_fail, patient_id_or_fail
 from patients.models import Patient
@@ -24,12 +25,17 @@ class Command(BaseCommand):
         if not options["yes"]:
             raise CommandError("anonymising cannot be undone; add --yes to confirm")
         try:
-            patient = privacy.patient_anonymise(organization, patient_id=patient_id)
+            with tenant_scope(organization):
+                patient = privacy.patient_anonymise(organization, patient_id=patient_id)
+                audit_record(
+                    organization,
+                    actor=ACTOR,
+                    action="patient.anonymise",
+                    object_type="patient",
+                    object_id=patient.pk,
+                )
         except Patient.DoesNotExist:
             raise CommandError(f"no patient {patient_id} in {organization.pk}") from None
-        audit_record(
-            organization, actor=ACTOR, action="patient.anonymise", object_type="patient", object_id=patient.pk
-        )
         self.stdout.write(
             self.style.SUCCESS(f"Patient {patient.pk} anonymised at {patient.anonymised_at:%Y-%m-%d %H:%M}")
         )

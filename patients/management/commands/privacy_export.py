@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinics.audit import audit_record
+from clinics.rls import tenant_scope
 from patients import privacy
 from patients.management.commands._privacy import ACTOR, organization_or_fail, patient_id_or_fail
 from patients.models import Patient
@@ -22,10 +23,15 @@ class Command(BaseCommand):
         organization = organization_or_fail(options["org_id"])
         patient_id = patient_id_or_fail(options["patient_id"])
         try:
-            data = privacy.patient_export(organization, patient_id=patient_id)
+            with tenant_scope(organization):
+                data = privacy.patient_export(organization, patient_id=patient_id)
+                audit_record(
+                    organization,
+                    actor=ACTOR,
+                    action="patient.export",
+                    object_type="patient",
+                    object_id=patient_id,
+                )
         except Patient.DoesNotExist:
             raise CommandError(f"no patient {patient_id} in {organization.pk}") from None
-        audit_record(
-            organization, actor=ACTOR, action="patient.export", object_type="patient", object_id=patient_id
-        )
         self.stdout.write(json.dumps(data, ensure_ascii=False, indent=2))

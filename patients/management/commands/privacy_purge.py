@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from clinics.audit import audit_purge, audit_record
+from clinics.rls import tenant_scope
 from patients import privacy
 from patients.management.commands._privacy import ACTOR, organization_or_fail
 
@@ -18,13 +19,14 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         organization = organization_or_fail(options["org_id"])
-        result = privacy.retention_purge(organization, dry_run=not options["delete"])
-        audit_events = 0
-        if options["delete"]:
-            audit_events = audit_purge(
-                organization, older_than_days=organization.retention.audit_retention_days
-            )
-        audit_record(organization, actor=ACTOR, action="retention.purge", details=dict(result.__dict__))
+        with tenant_scope(organization):
+            result = privacy.retention_purge(organization, dry_run=not options["delete"])
+            audit_events = 0
+            if options["delete"]:
+                audit_events = audit_purge(
+                    organization, older_than_days=organization.retention.audit_retention_days
+                )
+            audit_record(organization, actor=ACTOR, action="retention.purge", details=dict(result.__dict__))
         mode = "dry run, nothing deleted" if result.dry_run else "deleted"
         self.stdout.write(
             f"Before {result.cutoff[:10]} ({mode}): {result.appointments} appointments, "

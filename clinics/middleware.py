@@ -1,0 +1,36 @@
+"""The tenant scope of admin pages.
+
+Operators (superusers) work across organizations: their admin requests run in the explicit
+cross-tenant scope. A clinic staff member with one organization sees only that one. Anyone
+else gets no tenant at all, and so no tenant rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+
+from clinics.models import Membership
+from clinics.rls import cross_tenant_scope, tenant_scope
+
+
+class AdminTenantScopeMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.prefix = reverse("admin:index")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        user = getattr(request, "user", None)
+        if not request.path.startswith(self.prefix) or user is None or not user.is_authenticated:
+            return self.get_response(request)
+        if user.is_superuser:
+            with cross_tenant_scope("operators in the admin"):
+                return self.get_response(request)
+        with cross_tenant_scope("a user's own memberships"):
+            org_ids = list(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
+        if len(org_ids) == 1:
+            with tenant_scope(org_ids[0]):
+                return self.get_response(request)
+        return self.get_response(request)
