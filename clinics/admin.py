@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from clinics import services
+from clinics.audit import audit_record
 from clinics.auth.api_keys import api_key_create, api_key_revoke
 from clinics.models import ApiKey, AuditEvent, Location, Membership, Organization, PmsConnection
 from routiq.admin_tools import CappedCountPaginator, PmsCopyAdmin
@@ -108,6 +109,14 @@ class PmsConnectionAdmin(admin.ModelAdmin):
             saved.status, saved.status_detail = obj.status, obj.status_detail
             saved.save(update_fields=["status", "status_detail", "updated_at"])
         obj.pk = saved.pk
+        audit_record(
+            saved.organization_id,
+            actor=request,
+            action="pms_connection.update" if change else "pms_connection.create",
+            object_type="pms_connection",
+            object_id=saved.pk,
+            details={"kind": saved.kind, "key_changed": bool(form.cleaned_data.get("api_key"))},
+        )
 
 
 @admin.register(AuditEvent)
@@ -154,9 +163,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:  # noqa: FBT001
         if change:
             obj.save(update_fields=["name", "role"])
+            audit_record(
+                obj.organization_id,
+                actor=request,
+                action="api_key.update",
+                object_type="api_key",
+                object_id=obj.pk,
+                details={"role": obj.role},
+            )
             return
         issued = api_key_create(obj.organization, name=obj.name, role=obj.role, created_by=request.user)
         obj.pk = issued.api_key.pk
+        audit_record(
+            obj.organization_id,
+            actor=request,
+            action="api_key.create",
+            object_type="api_key",
+            object_id=obj.pk,
+            details={"role": obj.role, "prefix": issued.api_key.prefix},
+        )
         # Shown once, here; only the hash is kept.
         self.message_user(request, f"API key created. Copy it now, it is not shown again: {issued.plaintext}")
 
@@ -164,4 +189,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: Any) -> None:
         for api_key in queryset:
             api_key_revoke(api_key)
+            audit_record(
+                api_key.organization_id,
+                actor=request,
+                action="api_key.revoke",
+                object_type="api_key",
+                object_id=api_key.pk,
+            )
         self.message_user(request, f"Revoked {queryset.count()} key(s).")

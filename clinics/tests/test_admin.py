@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
@@ -86,3 +88,37 @@ def test_admin_change_keeps_the_key_when_left_blank(superuser_client, world):
     assert connection.base_url == "http://127.0.0.1:9999"
     assert connection.status == "needs_attention"
     assert selectors.pms_connection_credentials(connection) == {"api_key": SECRET}
+
+
+def test_admin_connection_changes_are_audited_without_the_key(superuser_client, world):
+    from clinics.models import AuditEvent
+
+    superuser_client.post(
+        reverse("admin:clinics_pmsconnection_add"),
+        {"organization": world.org_b.pk, "kind": "cliniko", "api_key": SECRET, "base_url": "", "status": "active", "status_detail": ""},
+    )
+    event = AuditEvent.objects.for_org(world.org_b).get(action="pms_connection.create")
+    assert event.actor_label == "root" and event.details["key_changed"] is True
+    assert SECRET not in str(event.details)
+
+
+def test_admin_creates_api_key_shown_once_and_audited(superuser_client, world):
+    from clinics.models import ApiKey, AuditEvent
+
+    response = superuser_client.post(
+        reverse("admin:clinics_apikey_add"), {"organization": world.org_a.pk, "name": "warehouse", "role": "read_only"}, follow=True
+    )
+    content = response.content.decode()
+    key = ApiKey.objects.for_org(world.org_a).get(name="warehouse")
+    shown = re.search(rf"rq_{key.prefix}_([A-Za-z0-9_-]{{40,}})", content)
+    assert shown, "the new key is shown once, in the confirmation message"
+    secret = shown.group(1)
+    assert AuditEvent.objects.for_org(world.org_a).filter(action="api_key.create", object_id=str(key.pk)).exists()
+    superuser_client.post(
+        reverse("admin:clinics_apikey_changelist"), {"action": "revoke", "_selected_action": [key.pk]}
+    )
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    assert AuditEvent.objects.for_org(world.org_a).filter(action="api_key.revoke").exists()
+    # Later views of the key never show the secret again.
+    assert secret not in superuser_client.get(reverse("admin:clinics_apikey_change", args=[key.pk])).content.decode()

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from clinics.audit import audit_record
 from clinics.auth.api_keys import api_key_create
 from clinics.models import Organization, Role
 from clinics.rls import tenant_scope
@@ -25,6 +26,14 @@ class Command(BaseCommand):
         try:
             with tenant_scope(organization):
                 issued = api_key_create(organization, name=options["name"], role=options["role"])
+                audit_record(
+                    organization,
+                    actor="manage.py",
+                    action="api_key.create",
+                    object_type="api_key",
+                    object_id=issued.api_key.pk,
+                    details={"role": issued.api_key.role},
+                )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stderr.write(

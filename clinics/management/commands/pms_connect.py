@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinics import selectors, services
+from clinics.audit import audit_record
 from clinics.models import Organization
 from clinics.rls import tenant_scope
 from clinics.tenancy import PmsKind
@@ -32,6 +33,14 @@ class Command(BaseCommand):
                     kind=options["kind"],
                     api_key=options["api_key"],
                     base_url=options["base_url"],
+                )
+                audit_record(
+                    organization,
+                    actor="manage.py",
+                    action="pms_connection.set",
+                    object_type="pms_connection",
+                    object_id=connection.pk,
+                    details={"kind": connection.kind},
                 )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
