@@ -15,7 +15,7 @@ ORG_ID_RE = re.compile(r"^org_[A-Za-z0-9]{10,60}$")
 
 
 def validate_org_id(value: str) -> None:
-    if not ORG_ID_RE.match(value or ""):
+    if not ORG_ID_RE.fullmatch(value or ""):
         raise ValidationError(
             "%(value)s is not a Clerk organization id (org_ followed by letters and digits)",
             code="invalid_org_id",

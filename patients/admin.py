@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
-from clinics.models import Organization
+from clinics.audit import audit_record
+from clinics.models import Membership, Organization, Role
+from patients import privacy
 from patients.models import Appointment, AppointmentType, Invoice, Patient, Practitioner
 from routiq.admin_tools import PmsCopyAdmin
 
@@ -32,6 +37,7 @@ class PatientAdmin(PmsCopyAdmin):
     list_filter = ("organization", ("archived_at", admin.EmptyFieldListFilter))
     search_fields = ("first_name", "last_name", "email_normalized", "=mobile_e164", "=external_id")
     list_select_related = ("organization",)
+    actions = ["export_json", "anonymise"]
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
@@ -45,6 +51,79 @@ class PatientAdmin(PmsCopyAdmin):
         if variants:
             results = results | queryset.filter(phones_e164__overlap=list(variants))
         return results, distinct
+
+    @admin.action(description="Export selected patient as JSON")
+    def export_json(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        patients = list(queryset.select_related("organization")[:2])
+        if len(patients) != 1:
+            self.message_user(request, "Select exactly one patient to export.", messages.WARNING)
+            return None
+        patient = patients[0]
+        if not self._may_run_privacy_actions(request, patients):
+            return None
+        data = privacy.patient_export(patient.organization, patient_id=patient.pk)
+        audit_record(
+            patient.organization,
+            actor=request,
+            action="patient.export",
+            object_type="patient",
+            object_id=patient.pk,
+            details={"via": "admin"},
+        )
+        response = HttpResponse(
+            json.dumps(data, indent=2, ensure_ascii=False), content_type="application/json; charset=utf-8"
+        )
+        filename = f"patient-{patient.organization_id}-{patient.pk}.json"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    @admin.action(description="Anonymise selected patients")
+    def anonymise(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
+        patients = list(queryset.select_related("organization").order_by("organization_id", "pk"))
+        if not self._may_run_privacy_actions(request, patients):
+            return None
+        if request.POST.get("post") != "yes":
+            return TemplateResponse(
+                request,
+                "admin/patients/anonymise_confirm.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Anonymise patients?",
+                    "opts": self.model._meta,
+                    "patients": patients,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                },
+            )
+        for patient in patients:
+            privacy.patient_anonymise(patient.organization, patient_id=patient.pk)
+            audit_record(
+                patient.organization,
+                actor=request,
+                action="patient.anonymise",
+                object_type="patient",
+                object_id=patient.pk,
+                details={"via": "admin"},
+            )
+        self.message_user(request, f"Anonymised {len(patients)} patient(s).", messages.SUCCESS)
+        return None
+
+    def _may_run_privacy_actions(self, request: HttpRequest, patients: list[Patient]) -> bool:
+        """Operators, or an admin of every selected patient's organization; says so if not."""
+        user = request.user
+        if user.is_superuser:
+            return True
+        org_ids = {patient.organization_id for patient in patients}
+        admin_of = set(
+            Membership.objects.filter(user=user, role=Role.ADMIN, organization_id__in=org_ids).values_list(
+                "organization_id", flat=True
+            )
+        )
+        if org_ids <= admin_of:
+            return True
+        self.message_user(
+            request, "Only an admin of the patient's organization may export or anonymise.", messages.ERROR
+        )
+        return False
 
 
 @admin.register(Appointment)

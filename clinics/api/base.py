@@ -61,7 +61,7 @@ class OrganizationScopedView(APIView):
 
 
 def organization_access(request: Request, org_id: str, required: str) -> tuple[Organization, str]:
-    if not ORG_ID_RE.match(org_id or ""):
+    if not ORG_ID_RE.fullmatch(org_id or ""):
         raise NotFound("No such organization.")
     header = request.headers.get(ORG_HEADER)
     if header is not None and header != org_id:

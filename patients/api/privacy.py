@@ -39,8 +39,18 @@ class PurgeResultSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField()
 
 
+class StrictBooleanField(serializers.BooleanField):
+    """JSON `true` or `false` only: DRF's own also takes 0, "no", "off"... as false."""
+
+    def to_internal_value(self, data: object) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
 class PurgeRequestSerializer(serializers.Serializer):
-    dry_run = serializers.BooleanField(default=True, help_text="Count only; send false to delete")
+    # Strict: `false` deletes, so nothing but `false` may mean it.
+    dry_run = StrictBooleanField(default=True, help_text="Count only; send false to delete")
 
 
 class PrivacyView(OrganizationScopedView):

@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -86,3 +87,100 @@ def test_capped_paginator_uses_the_estimate_for_unfiltered_big_tables(clinic, mo
     with CaptureQueriesContext(connection) as queries:
         assert paginator.count == 2_500_000
     assert not any("COUNT" in q["sql"].upper() for q in queries)
+
+
+# --- privacy actions ---------------------------------------------------------------------
+from django.contrib.auth.models import Permission  # noqa: E402
+from django.contrib.messages import get_messages  # noqa: E402
+
+from clinics.models import AuditEvent  # noqa: E402
+
+CHANGELIST = "admin:patients_patient_changelist"
+
+
+def run_action(client, action, patients, **extra):
+    data = {"action": action, "_selected_action": [p.pk for p in patients], "index": 0, **extra}
+    if "post" in extra:
+        data.pop("index")  # the confirmation page posts back without the changelist's form index
+    return client.post(reverse(CHANGELIST), data)
+
+
+def back_office_client(client, user):
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    user.user_permissions.add(Permission.objects.get(codename="view_patient"))
+    client.force_login(user)
+    return client
+
+
+def privacy_events(org, action):
+    return AuditEvent.objects.for_org(org).filter(action=action)
+
+
+def messages_of(response):
+    return [str(m) for m in get_messages(response.wsgi_request)]
+
+
+def test_export_action_downloads_one_patient_as_json_and_audits_it(superuser_client, clinic, world):
+    patient = clinic[3]
+    response = run_action(superuser_client, "export_json", [patient])
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("application/json")
+    assert response["Content-Disposition"] == f'attachment; filename="patient-{world.org_a.pk}-{patient.pk}.json"'
+    data = json.loads(response.content)
+    assert data["patient"]["id"] == patient.pk and data["patient"]["first_name"] == "Zoë3"
+    assert [a["id"] for a in data["appointments"]] == [patient.appointments.get().pk]
+    event = privacy_events(world.org_a, "patient.export").get()
+    assert (event.object_id, event.actor_label, event.details) == (str(patient.pk), "root", {"via": "admin"})
+
+
+def test_export_action_takes_exactly_one_patient(superuser_client, clinic, world):
+    response = run_action(superuser_client, "export_json", clinic[:2])
+    assert response.status_code == 302
+    assert "Select exactly one patient" in " ".join(messages_of(response))
+    assert not privacy_events(world.org_a, "patient.export").exists()
+
+
+def test_anonymise_action_asks_first_then_anonymises_and_audits(superuser_client, clinic, world):
+    chosen = clinic[:2]
+    page = run_action(superuser_client, "anonymise", chosen)
+    assert page.status_code == 200
+    assert "admin/patients/anonymise_confirm.html" in [t.name for t in page.templates]
+    content = page.content.decode()
+    assert "Zoë0 Nguyễn" in content and "Zoë1 Nguyễn" in content and 'name="post" value="yes"' in content
+    assert not Patient.objects.filter(pk__in=[p.pk for p in chosen], anonymised_at__isnull=False).exists()
+
+    done = run_action(superuser_client, "anonymise", chosen, post="yes")
+    assert done.status_code == 302 and "Anonymised 2 patient(s)." in messages_of(done)
+    for patient in chosen:
+        patient.refresh_from_db()
+        assert patient.anonymised_at is not None and patient.first_name == "Anonymised" and patient.phones_e164 == []
+        assert patient.appointments.count() == 1  # the clinic's history stays
+    assert sorted(privacy_events(world.org_a, "patient.anonymise").values_list("object_id", flat=True)) == sorted(
+        str(p.pk) for p in chosen
+    )
+    clinic[2].refresh_from_db()
+    assert clinic[2].anonymised_at is None
+
+
+def test_an_organization_admin_may_run_the_privacy_actions(client, clinic, world):
+    back_office_client(client, world.admin_a)
+    response = run_action(client, "export_json", [clinic[0]])
+    assert response.status_code == 200 and json.loads(response.content)["patient"]["id"] == clinic[0].pk
+    run_action(client, "anonymise", [clinic[1]], post="yes")
+    clinic[1].refresh_from_db()
+    assert clinic[1].anonymised_at is not None
+    assert privacy_events(world.org_a, "patient.anonymise").get().actor_user == world.admin_a
+
+
+@pytest.mark.parametrize("who", ["staff_a", "admin_b"])
+def test_staff_and_other_organizations_admins_are_refused(client, clinic, world, who):
+    back_office_client(client, getattr(world, who))
+    patient = clinic[0]
+    for action, extra in (("export_json", {}), ("anonymise", {}), ("anonymise", {"post": "yes"})):
+        response = run_action(client, action, [patient], **extra)
+        assert response.status_code == 302, (action, response.content[:300])
+        assert "Only an admin of the patient's organization" in " ".join(messages_of(response))
+    patient.refresh_from_db()
+    assert patient.anonymised_at is None
+    assert not AuditEvent.objects.filter(action__startswith="patient.").exists()

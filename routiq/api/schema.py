@@ -21,7 +21,7 @@ class ErrorDetailSerializer(serializers.Serializer):
 
 
 class ErrorEnvelopeSerializer(serializers.Serializer):
-    success = serializers.BooleanField(default=False)
+    success = serializers.BooleanField(help_text="Always false")
     organization_id = serializers.CharField(required=False)
     error = ErrorDetailSerializer()
 
@@ -30,7 +30,7 @@ class ErrorEnvelopeSerializer(serializers.Serializer):
 def envelope(name: str, key: str, inner: Any, *, many: bool = False, org: bool = True) -> type:
     """A named success-envelope serializer wrapping `inner` under `key`."""
     fields: dict[str, Any] = {
-        "success": serializers.BooleanField(default=True),
+        "success": serializers.BooleanField(help_text="Always true"),
         "timestamp": serializers.DateTimeField(),
         key: inner(many=many) if isinstance(inner, type) else inner,
     }

@@ -5,10 +5,13 @@ The cache is Redis or PostgreSQL, so every web process sees the same counts.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
+
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_]{1,80}")
 
 
 class CallerRateThrottle(SimpleRateThrottle):
@@ -34,7 +37,9 @@ class OrganizationRateThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         org_id = view.kwargs.get("org_id") if hasattr(view, "kwargs") else None
-        if not org_id:
+        # A malformed id names no organization (the view answers 404) and must not reach the
+        # cache key: a NUL byte there is a 500 from the database cache.
+        if not org_id or not _PLAIN_ID.fullmatch(org_id):
             return None
         return self.cache_format % {"scope": self.scope, "ident": org_id}
 

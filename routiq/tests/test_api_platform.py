@@ -64,26 +64,20 @@ def test_unexpected_errors_are_500_with_no_internals(world, client, dev_token, m
     assert "pg_shadow" not in text and "Traceback" not in text and "RuntimeError" not in text
 
 
-def test_throttle_answers_429_with_retry_after(world, client, dev_token, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"caller": "3/min", "organization": "100/min", "sync_trigger": "1/min"}}
-    from rest_framework.settings import api_settings
+def test_throttle_answers_429_with_retry_after(world, client, dev_token, monkeypatch):
     from rest_framework.throttling import SimpleRateThrottle
 
-    api_settings.reload()
-    SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+    # monkeypatch puts the class's rates back; reassigning them by hand once leaked 3/min
+    # into every later test.
+    rates = {"caller": "3/min", "organization": "100/min", "sync_trigger": "1/min"}
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
     cache.clear()
-    try:
-        url = f"/api/v1/organizations/{world.org_a.pk}"
-        statuses = [client.get(url, HTTP_AUTHORIZATION=f"Bearer {dev_token}").status_code for _ in range(4)]
-        assert statuses == [200, 200, 200, 429]
-        response = client.get(url, HTTP_AUTHORIZATION=f"Bearer {dev_token}")
-        assert response.json()["error"]["code"] == "RATE_LIMITED"
-        assert int(response["Retry-After"]) >= 1
-    finally:
-        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK}
-        api_settings.reload()
-        SimpleRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
-        cache.clear()
+    url = f"/api/v1/organizations/{world.org_a.pk}"
+    statuses = [client.get(url, HTTP_AUTHORIZATION=f"Bearer {dev_token}").status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    response = client.get(url, HTTP_AUTHORIZATION=f"Bearer {dev_token}")
+    assert response.json()["error"]["code"] == "RATE_LIMITED"
+    assert int(response["Retry-After"]) >= 1
 
 
 def test_cors_allows_the_frontend_headers(client, settings):
@@ -118,3 +112,24 @@ def test_every_error_code_is_in_the_readme_table():
     readme = (ROOT / "README.md").read_text()
     for code, (status, _) in ERROR_CODES.items():
         assert f"| `{code}` | {status} |" in readme, code
+
+
+@pytest.mark.parametrize("org_id", ["org_a%00b", "org_abcdefghijk%0A", "x" * 300])
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_malformed_organization_ids_never_reach_the_database(world, client, dev_token, org_id, method):
+    # The per-organization throttle once used the raw path id as a cache key: NUL was a 500.
+    response = getattr(client, method)(
+        f"/api/v1/organizations/{org_id}/audit-events", HTTP_AUTHORIZATION=f"Bearer {dev_token}"
+    )
+    assert response.status_code in (403, 404, 405)
+    assert response.json()["success"] is False
+
+
+def test_post_to_an_unknown_api_path_is_a_json_404_not_a_csrf_page(db):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)
+    client.cookies["sessionid"] = "anything"
+    response = client.post("/api/v1/privacy/x/patients/-1/anonymise")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "NOT_FOUND"
