@@ -1,0 +1,115 @@
+"""Cliniko as a `sync.pms.base.PmsAdapter`; importing this module registers the `cliniko` kind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from sync.pms import base
+from sync.pms.cliniko import mapper
+from sync.pms.cliniko.client import ClinikoClient
+from sync.pms.cliniko.mapper import Mapped, MappingError
+
+if TYPE_CHECKING:
+    from clinics.models import PmsConnection
+
+KIND = "cliniko"
+
+
+def _max_updated_at(items: list[dict[str, Any]]) -> datetime | None:
+    newest: datetime | None = None
+    for item in items:
+        try:
+            stamp = mapper.parse_datetime(item.get("updated_at"))
+        except MappingError:
+            continue  # the mapper quarantines the record; the cursor ignores it
+        if stamp is not None and (newest is None or stamp > newest):
+            newest = stamp
+    return newest
+
+
+class ClinikoAdapter:
+    kind = KIND
+    capabilities = base.Capabilities(
+        resources=frozenset(base.RESOURCES),
+        incremental=True,
+        reports_soft_deletes=True,
+        # Hard deletions (and patients' soft deletions) leave no trace in the listings.
+        reports_hard_deletes=False,
+    )
+
+    def __init__(self, client: ClinikoClient, *, country: str = "AU") -> None:
+        self.client = client
+        self.country = country
+        # Billable item id -> price, read when appointment types are listed (their price lives there).
+        self._prices: dict[str, Decimal] = {}
+        self._mappers: dict[str, Callable[[dict[str, Any]], Mapped]] = {
+            base.LOCATION: mapper.map_business,
+            base.PRACTITIONER: mapper.map_practitioner,
+            base.APPOINTMENT_TYPE: self._map_appointment_type,
+            base.PATIENT: lambda payload: mapper.map_patient(payload, country=self.country),
+            base.APPOINTMENT: mapper.map_appointment,
+            base.INVOICE: mapper.map_invoice,
+        }
+
+    def __repr__(self) -> str:
+        return f"<ClinikoAdapter {self.client!r}>"
+
+    def _check(self, resource: str) -> None:
+        if resource not in self.capabilities.resources:
+            raise base.UnsupportedResource(f"Cliniko adapter does not list {resource!r}")
+
+    def iter_changes(
+        self, resource: str, *, since: datetime | None, page_size: int = 100
+    ) -> Iterator[base.ChangePage]:
+        self._check(resource)
+        if resource == base.APPOINTMENT_TYPE:
+            self.load_prices()
+        for _listing, page in self.client.iter_resource(resource, updated_since=since, page_size=page_size):
+            yield base.ChangePage(resource, page.items, _max_updated_at(page.items))
+
+    def iter_ids(self, resource: str) -> Iterator[str]:
+        self._check(resource)
+        for _listing, page in self.client.iter_resource(resource):
+            for item in page.items:
+                if item.get("id") not in (None, ""):
+                    yield str(item["id"])
+
+    def map(self, resource: str, payload: dict[str, Any]) -> Mapped:
+        self._check(resource)
+        return self._mappers[resource](payload)
+
+    def load_prices(self) -> dict[str, Decimal]:
+        prices: dict[str, Decimal] = {}
+        for _listing, page in self.client.iter_resource("billable_item"):
+            for item in page.items:
+                if item.get("id") not in (None, ""):
+                    try:
+                        prices[str(item["id"])] = mapper.parse_decimal(item.get("price"))
+                    except MappingError:
+                        continue
+        self._prices = prices
+        return prices
+
+    def _map_appointment_type(self, payload: dict[str, Any]) -> Mapped:
+        item_id = mapper.link_id(payload.get("billable_item"))
+        price = self._prices.get(item_id) if item_id is not None else None
+        return mapper.map_appointment_type(payload, price=price)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def build_adapter(
+    connection: PmsConnection, *, credentials: dict[str, Any], **options: Any
+) -> ClinikoAdapter:
+    api_key = credentials.get("api_key")
+    if not api_key:
+        raise base.UnknownPmsKind("the Cliniko connection has no API key")
+    client = ClinikoClient(api_key=api_key, base_url=connection.base_url or "", **options)
+    return ClinikoAdapter(client, country=connection.organization.country)
+
+
+base.register(KIND, build_adapter)

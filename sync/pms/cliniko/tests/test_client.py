@@ -1,0 +1,226 @@
+"""The Cliniko client and adapter against the simulator over real HTTP on loopback: complete
+listings (hidden states included), per_page=100 paging, incremental windows, auth failure,
+429s and transient faults. Pacing rows live in the test database, hence `db`."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from sync.pms import base
+from sync.pms.cliniko.adapter import ClinikoAdapter
+from sync.pms.cliniko.client import ClinikoClient, cliniko_api_url, filter_time
+from sync.pms.cliniko.simulator import ClinikoSimulator, FaultPlan, SimClock
+from sync.pms.errors import PmsAuthFailed
+from sync.pms.pacing import CircuitBreaker, TokenBucket, credential_key
+
+pytestmark = pytest.mark.django_db
+
+LATER = datetime(2027, 1, 1, tzinfo=UTC)  # after every generated timestamp
+SIM_RESOURCES = {
+    base.LOCATION: "businesses",
+    base.PRACTITIONER: "practitioners",
+    base.APPOINTMENT_TYPE: "appointment_types",
+    base.PATIENT: "patients",
+    base.APPOINTMENT: "individual_appointments",
+    base.INVOICE: "invoices",
+}
+
+
+def fresh_key() -> str:
+    """A key per test, so no test inherits another's pacing or breaker row."""
+    return f"test{uuid.uuid4().hex}-au1"
+
+
+def start(factory: Any, **options: Any) -> ClinikoSimulator:
+    options.setdefault("rate_limit", 0)
+    return factory(api_key=fresh_key(), **options)
+
+
+def make_client(sim: ClinikoSimulator, **options: Any) -> ClinikoClient:
+    key = credential_key(sim.api_key, namespace="cliniko")
+    options.setdefault("pacer", TokenBucket(key, rate_per_minute=600_000, burst=1_000))
+    return ClinikoClient(api_key=options.pop("api_key", sim.api_key), base_url=sim.base_url, **options)
+
+
+def expected_ids(sim: ClinikoSimulator, resource: str) -> set[str]:
+    name = SIM_RESOURCES[resource]
+    ids = set(sim.store.ids(name))
+    if name == "patients":
+        # Soft-deleted patients have no listing with their fields (README: stubs only).
+        ids = {i for i in ids if not sim.store.record(name, i).get("deleted_at")}
+    return ids
+
+
+def listed_ids(adapter: ClinikoAdapter, resource: str, since: datetime | None = None) -> list[str]:
+    return [str(item["id"]) for page in adapter.iter_changes(resource, since=since) for item in page.items]
+
+
+def test_base_url_from_shard_or_override():
+    assert cliniko_api_url("abcdefgh-au2") == "https://api.au2.cliniko.com/v1"
+    assert cliniko_api_url("abcdefghij") == "https://api.au1.cliniko.com/v1"
+    assert cliniko_api_url("abcdefgh-uk1", "http://127.0.0.1:9/") == "http://127.0.0.1:9/v1"
+    assert cliniko_api_url("abcdefgh-uk1", "http://127.0.0.1:9/v1") == "http://127.0.0.1:9/v1"
+    with pytest.raises(PmsAuthFailed):
+        cliniko_api_url("abcdefgh-zz99")
+    assert filter_time(datetime(2026, 1, 2, 3, 4, 5, 999_000, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
+
+
+def test_client_identity_headers_and_shared_pacing_keys(settings, cliniko_simulator_factory):
+    settings.ROUTIQ_CONTACT_EMAIL = "ops@routiq.example"
+    sim = start(cliniko_simulator_factory)
+    client = ClinikoClient(api_key=sim.api_key, base_url=sim.base_url)
+    key = credential_key(sim.api_key, namespace="cliniko")
+    assert isinstance(client.pacer, TokenBucket) and client.pacer.key == key
+    assert isinstance(client.breaker, CircuitBreaker) and client.breaker.key == key
+    assert client.session.headers["User-Agent"] == "Routiq (ops@routiq.example)"
+    assert client.session.headers["Accept"] == "application/json"
+    assert client.session.auth == (sim.api_key, "")
+    assert client.get_json("businesses")["total_entries"] == 1
+
+
+def test_full_listing_is_complete_and_pages_by_100(cliniko_simulator_factory):
+    sim = start(cliniko_simulator_factory)
+    counter = base.EventCounter()
+    adapter = ClinikoAdapter(make_client(sim, on_event=counter))
+    sim.stats.reset()
+    per_listing: Counter[str] = Counter()
+    page_sizes: dict[str, list[int]] = {}
+    for resource in base.RESOURCES:
+        seen: list[str] = []
+        for listing, page in adapter.client.iter_resource(resource):
+            per_listing[listing.path] += len(page.items)
+            page_sizes.setdefault(listing.path, []).append(len(page.items))
+            seen += [item["id"] for item in page.items]
+        assert all(isinstance(i, str) for i in seen)
+        assert len(seen) == len(set(seen)), resource
+        assert set(seen) == expected_ids(sim, resource), resource
+    expected_requests = sum(max(1, math.ceil(n / 100)) for n in per_listing.values())
+    assert sim.stats.snapshot()["requests"] == expected_requests == counter.requests == 25
+    assert all(size == 100 for sizes in page_sizes.values() for size in sizes[:-1])
+    # The hidden states really were listed.
+    assert per_listing["practitioners/inactive"] == 1
+    appointments = [
+        sim.store.record("individual_appointments", i) for i in expected_ids(sim, base.APPOINTMENT)
+    ]
+    assert {"cancelled_at", "archived_at", "deleted_at"} <= {
+        state
+        for record in appointments
+        for state in ("cancelled_at", "archived_at", "deleted_at")
+        if record[state]
+    }
+
+
+def test_iter_ids_and_map(cliniko_simulator_factory):
+    sim = start(cliniko_simulator_factory)
+    adapter = ClinikoAdapter(make_client(sim), country="AU")
+    assert set(adapter.iter_ids(base.PATIENT)) == expected_ids(sim, base.PATIENT)
+    types = [item for page in adapter.iter_changes(base.APPOINTMENT_TYPE, since=None) for item in page.items]
+    mapped = [adapter.map(base.APPOINTMENT_TYPE, payload) for payload in types]
+    assert all(isinstance(row.fields["price"], Decimal) for row in mapped)  # prices from billable items
+    appointment = next(adapter.iter_changes(base.APPOINTMENT, since=None)).items[0]
+    row = adapter.map(base.APPOINTMENT, appointment)
+    assert row.external_id == appointment["id"] and row.refs["patient"]
+    with pytest.raises(base.UnsupportedResource):
+        list(adapter.iter_ids("attendee"))
+
+
+def test_incremental_listing_returns_changes_within_the_window(cliniko_simulator_factory):
+    sim = start(cliniko_simulator_factory, clock=SimClock(LATER))
+    adapter = ClinikoAdapter(make_client(sim))
+    cursor = max(
+        page.max_updated_at
+        for page in adapter.iter_changes(base.APPOINTMENT, since=None)
+        if page.max_updated_at is not None
+    )
+    assert list(adapter.iter_changes(base.APPOINTMENT, since=LATER)) == [
+        base.ChangePage(base.APPOINTMENT, [], None)
+    ]
+    sim.clock.advance(3600)
+    live = [
+        i
+        for i in sorted(expected_ids(sim, base.APPOINTMENT))
+        if not any(sim.store.record("individual_appointments", i)[s] for s in ("cancelled_at", "archived_at"))
+    ]
+    patient = sorted(expected_ids(sim, base.PATIENT))[0]
+    edited, cancelled, archived = live[:3]
+    sim.store.edit("individual_appointments", edited, notes="moved")
+    sim.clock.advance(1)
+    sim.store.cancel_appointment(cancelled, reason=30)
+    sim.clock.advance(1)
+    sim.store.archive("individual_appointments", archived)
+    sim.clock.advance(1)
+    added = sim.store.add_appointment(patient)["id"]
+    sim.store.archive("patients", patient)
+
+    since = LATER + timedelta(minutes=30)
+    changes = list(adapter.iter_changes(base.APPOINTMENT, since=since))
+    got = [item["id"] for page in changes for item in page.items]
+    assert got == [edited, cancelled, archived, added]  # oldest change first
+    assert changes[-1].max_updated_at == LATER + timedelta(seconds=3603)
+    assert listed_ids(adapter, base.PATIENT, since) == [patient]
+    assert listed_ids(adapter, base.INVOICE, since) == []
+    # The 5-minute lookback re-reads what changed just before the cursor, nothing older.
+    just_before = datetime.fromisoformat(
+        sim.store.record("individual_appointments", cancelled)["updated_at"].replace("Z", "+00:00")
+    )
+    assert listed_ids(adapter, base.APPOINTMENT, just_before + timedelta(minutes=4)) == [
+        edited,
+        cancelled,
+        archived,
+        added,
+    ]
+    assert listed_ids(adapter, base.APPOINTMENT, just_before + timedelta(minutes=6)) == []
+    assert cursor < LATER
+
+
+def test_wrong_key_is_auth_failed(cliniko_simulator_factory):
+    sim = start(cliniko_simulator_factory)
+    client = make_client(sim, api_key="not-the-right-key-au1")
+    with pytest.raises(PmsAuthFailed) as caught:
+        list(client.iter_resource(base.PATIENT))
+    assert caught.value.status == 401
+    assert sim.stats.snapshot()["requests"] == 1  # permanent: never retried
+
+
+def test_rate_limited_listing_completes_and_reports_429s(cliniko_simulator_factory):
+    sim = start(cliniko_simulator_factory, rate_limit=4, window_seconds=0.5)
+    counter = base.EventCounter()
+    adapter = ClinikoAdapter(make_client(sim, on_event=counter, rate_limit_jitter=0.01, max_attempts=8))
+    assert set(listed_ids(adapter, base.APPOINTMENT)) == expected_ids(sim, base.APPOINTMENT)
+    stats = sim.stats.snapshot()
+    assert counter.rate_limited == stats["rate_limited"] > 0
+    assert counter.requests == stats["requests"] == 11 + counter.rate_limited
+
+
+def test_transient_faults_at_20_percent_give_identical_results(cliniko_simulator_factory):
+    clean = start(cliniko_simulator_factory)
+    baseline = {r: listed_ids(ClinikoAdapter(make_client(clean)), r) for r in base.RESOURCES}
+    rates = {
+        "500": 0.04,
+        "502": 0.03,
+        "503": 0.03,
+        "timeout": 0.03,
+        "reset": 0.03,
+        "truncated": 0.02,
+        "html": 0.02,
+    }
+    sim = start(cliniko_simulator_factory, faults=FaultPlan(rates=rates, seed=3, timeout_seconds=0.5))
+    counter = base.EventCounter()
+    client = make_client(
+        sim,
+        on_event=counter,
+        read_timeout=0.2,
+        max_attempts=6,
+        sleep=lambda _seconds: None,
+        breaker=CircuitBreaker(credential_key(sim.api_key, namespace="cliniko"), failure_threshold=10),
+    )
+    faulty = {r: listed_ids(ClinikoAdapter(client), r) for r in base.RESOURCES}
+    assert faulty == baseline
+    assert sum(sim.faults.injected.values()) == counter.retries > 0
