@@ -95,6 +95,10 @@ def test_org_create_and_pms_connect_commands(db, capsys):
     assert "MS0xLWFiY2RlZmdo" not in out and "shard uk1" in out
     connection = PmsConnection.objects.get(organization_id=NEW_ORG)
     assert connection.status == ConnectionStatus.ACTIVE and connection.base_url == "http://127.0.0.1:9000"
+    from clinics.models import AuditEvent
+
+    actions = set(AuditEvent.objects.for_org(NEW_ORG).values_list("action", flat=True))
+    assert actions == {"organization.create", "pms_connection.set"}
 
 
 def test_commands_report_bad_input_clearly(db):

@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clinics import services
+from clinics.audit import audit_record
+from clinics.rls import tenant_scope
 
 
 class Command(BaseCommand):
@@ -29,4 +31,12 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
+        with tenant_scope(organization):
+            audit_record(
+                organization,
+                actor="manage.py",
+                action="organization.create",
+                object_type="organization",
+                object_id=organization.pk,
+            )
         self.stdout.write(self.style.SUCCESS(f"Created {organization}"))
