@@ -32,6 +32,7 @@ def run_child(patients: int, seed: int) -> None:
 
     from django.core.management import call_command
 
+    from clinics.rls import tenant_scope
     from clinics.services import organization_create
     from sync.loader import synthetic_clinic_load
     from sync.synthetic import ClinicSpec, generate_clinic
@@ -40,7 +41,8 @@ def run_child(patients: int, seed: int) -> None:
     org = organization_create(org_id="org_BenchmarkClinic0001", name="Bench", time_zone="Australia/Melbourne")
     started = time.perf_counter()
     clinic = generate_clinic(ClinicSpec(seed=seed, patients=patients, today=date(2026, 11, 27)))
-    result = synthetic_clinic_load(org, clinic=clinic)
+    with tenant_scope(org):
+        result = synthetic_clinic_load(org, clinic=clinic)
     seconds = time.perf_counter() - started
     print(
         json.dumps(
@@ -58,6 +60,8 @@ def run_child(patients: int, seed: int) -> None:
 
 def server_settings() -> dict[str, str]:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "routiq.settings")
+    # Creating and dropping benchmark databases needs the server's superuser (embedded mode).
+    os.environ.setdefault("ROUTIQ_DB_ROLE", "superuser")
     sys.path.insert(0, str(REPO_ROOT))
     from django.conf import settings
 
