@@ -133,3 +133,32 @@ def test_post_to_an_unknown_api_path_is_a_json_404_not_a_csrf_page(db):
     response = client.post("/api/v1/privacy/x/patients/-1/anonymise")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "NOT_FOUND"
+
+
+def test_sync_trigger_limit_is_per_organization_and_tighter(world, monkeypatch):
+    """Sync triggers share one tight budget per organization, whoever presses the button."""
+    from django.contrib.auth.models import AnonymousUser
+    from rest_framework.test import APIRequestFactory
+    from rest_framework.throttling import SimpleRateThrottle
+
+    from routiq.api.throttling import OrganizationRateThrottle, SyncTriggerThrottle
+
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"caller": "100/min", "organization": "100/min", "sync_trigger": "2/hour"})
+    cache.clear()
+
+    class View:
+        def __init__(self, org_id):
+            self.kwargs = {"org_id": org_id}
+
+    factory = APIRequestFactory()
+
+    def allowed(throttle_class, org_id):
+        request = factory.post("/")
+        request.user = AnonymousUser()
+        return throttle_class().allow_request(request, View(org_id))
+
+    assert [allowed(SyncTriggerThrottle, world.org_a.pk) for _ in range(3)] == [True, True, False]
+    assert allowed(SyncTriggerThrottle, world.org_b.pk) is True  # another clinic's budget
+    assert allowed(OrganizationRateThrottle, world.org_a.pk) is True  # ordinary calls unaffected
+    throttle = SyncTriggerThrottle()
+    assert throttle.num_requests == 2 and throttle.duration == 3600
