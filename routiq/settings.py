@@ -160,7 +160,7 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "routiq.api.schema.RoutiqAutoSchema",
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "clinics.auth.authentication.BearerAuthentication",
         "rest_framework.authentication.SessionAuthentication",

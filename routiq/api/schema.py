@@ -5,7 +5,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 
 from routiq.api.errors import ERROR_CODES
@@ -59,3 +60,23 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
 
 AUTHENTICATED_ERRORS = (401, 429, 500)
 ORG_SCOPED_ERRORS = (401, 403, 404, 429, 500)
+
+
+class RoutiqAutoSchema(AutoSchema):
+    """Adds the X-Organization-ID header the frontend sends to every organization-scoped call."""
+
+    def get_override_parameters(self) -> list[Any]:
+        from clinics.api.base import ORG_HEADER, OrganizationScopedView
+
+        parameters = list(super().get_override_parameters())
+        if isinstance(self.view, OrganizationScopedView):
+            parameters.append(
+                OpenApiParameter(
+                    ORG_HEADER,
+                    str,
+                    OpenApiParameter.HEADER,
+                    required=False,
+                    description="Optional; when sent it must equal the organization in the path (else 403).",
+                )
+            )
+        return parameters

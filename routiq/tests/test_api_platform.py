@@ -100,6 +100,7 @@ def test_openapi_schema_validates_with_warnings_as_errors():
     call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
     schema = out.getvalue()
     assert "bearerAuth" in schema and "/api/v1/organizations/{org_id}" in schema
+    assert "X-Organization-ID" in schema
     assert "ErrorEnvelope" in schema
 
 

@@ -124,7 +124,11 @@ def _exercise(
         response = case.call_and_validate(headers=headers(), additional_checks=[envelope_shape])
         tally.add(operation.label, response.status_code)
         if (case.path_parameters or {}).get("patient_id") == foreign_patient_id:
-            assert response.status_code == 404, "another tenant's patient was reachable"
+            # 404 like a missing patient; 403 only when a mismatched X-Organization-ID header
+            # (now documented, so generated) refuses the call before any lookup.
+            assert response.status_code in (403, 404), "another tenant's patient was reachable"
+            if response.status_code == 403:
+                assert response.json()["error"]["code"] == "ORG_ACCESS_DENIED"
 
     run()
 
