@@ -33,6 +33,7 @@ from sync.pms.errors import (
 )
 from sync.pms.http import EventKind, PmsEvent, PmsHttpClient, contact_user_agent
 from sync.pms.pacing import CircuitBreaker, CircuitState, TokenBucket, credential_key
+from sync.tests.fakes import FakeClock
 
 pytestmark = pytest.mark.django_db
 
@@ -126,20 +127,6 @@ def server() -> Iterator[ScriptedServer]:
     scripted.start()
     yield scripted
     scripted.stop()
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture

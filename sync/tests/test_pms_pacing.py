@@ -21,23 +21,10 @@ from conftest import database_url
 from sync.models import BreakerState, PacingState
 from sync.pms.errors import PmsCircuitOpen, PmsRateLimited
 from sync.pms.pacing import CircuitBreaker, CircuitState, TokenBucket, credential_key
+from sync.tests.fakes import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
