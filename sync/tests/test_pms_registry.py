@@ -49,7 +49,7 @@ def test_adapter_for_without_override_uses_the_key_shard(world):
     assert adapter.client.base_url == "https://api.uk1.cliniko.com/v1"
 
 
-@pytest.mark.parametrize("kind", ["nookal", "no-such-pms", "nonexistent"])
+@pytest.mark.parametrize("kind", ["no-such-pms", "nonexistent"])
 def test_unknown_kind_raises_a_clear_error(kind):
     connection = PmsConnection(kind=kind)
     with pytest.raises(base.UnknownPmsKind, match="no PMS adapter"):
