@@ -270,7 +270,7 @@ class PmsHttpClient:
     def _attempt(self, url: str, params: Params, path: str, attempt: int) -> dict[str, Any] | _Failure:
         started = time.monotonic()
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout)
+            response = self._send(url, params)
         except requests.Timeout:
             return self._transient(path, attempt, _Failure("timeout", PmsUnavailable), started)
         except (requests.ConnectionError, ChunkedEncodingError, ContentDecodingError):
@@ -279,6 +279,14 @@ class PmsHttpClient:
             # Invalid URL, too many redirects...: a bug or a misconfiguration, not an outage.
             raise PmsError(f"{self.method} {path}: request not possible ({type(exc).__name__})") from None
         return self._classify(response, path, attempt, started)
+
+    def _send(self, url: str, params: Params) -> requests.Response:
+        """One HTTP exchange; a PMS that is not plain GET-with-query overrides only this."""
+        return self.session.get(url, params=params, timeout=self.timeout)
+
+    def set_event_listener(self, on_event: Callable[[PmsEvent], None] | None) -> None:
+        """Swap the listener, e.g. to count one sync run's requests, 429s and retries."""
+        self._on_event = on_event
 
     def _classify(
         self, response: requests.Response, path: str, attempt: int, started: float

@@ -118,10 +118,6 @@ class ClinikoClient(PmsHttpClient):
         )
         self.lookback = lookback
 
-    def set_event_listener(self, on_event: Callable[[PmsEvent], None] | None) -> None:
-        """Where events go from now on (a sync run plugs its counter in here)."""
-        self._on_event = on_event
-
     @staticmethod
     def listings(resource: str) -> tuple[Listing, ...]:
         try:

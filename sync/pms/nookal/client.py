@@ -19,16 +19,14 @@ inclusivity are UNKNOWN, so the overlap is 48 hours as the reference suggests.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
-from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 
-from sync.pms.errors import PmsAuthFailed, PmsBadResponse, PmsError, PmsRequestRejected, PmsUnavailable
+from sync.pms.errors import PmsAuthFailed, PmsBadResponse, PmsError, PmsRequestRejected
 from sync.pms.http import Page, Params, PmsEvent, PmsHttpClient, _Failure, contact_user_agent
 from sync.pms.pacing import CircuitBreaker, TokenBucket, credential_key
 
@@ -118,23 +116,12 @@ class NookalClient(PmsHttpClient):
         self._api_key = api_key
         self.lookback = lookback
 
-    def set_event_listener(self, on_event: Callable[[PmsEvent], None] | None) -> None:
-        self._on_event = on_event
-
     # --- transport: a form POST, and failures inside a 200 --------------------------------
-    def _attempt(self, url: str, params: Params, path: str, attempt: int) -> dict[str, Any] | _Failure:
+    def _send(self, url: str, params: Params) -> requests.Response:
+        # The key travels in the form body, never in a URL that proxies may log.
         form = list(params.items()) if isinstance(params, dict) else list(params or [])
         form.append(("api_key", self._api_key))
-        started = time.monotonic()
-        try:
-            response = self.session.post(url, data=form, timeout=self.timeout)
-        except requests.Timeout:
-            return self._transient(path, attempt, _Failure("timeout", PmsUnavailable), started)
-        except (requests.ConnectionError, ChunkedEncodingError, ContentDecodingError):
-            return self._transient(path, attempt, _Failure("connection_error", PmsUnavailable), started)
-        except requests.RequestException as exc:
-            raise PmsError(f"{self.method} {path}: request not possible ({type(exc).__name__})") from None
-        return self._classify(response, path, attempt, started)
+        return self.session.post(url, data=form, timeout=self.timeout)
 
     def _classify(
         self, response: requests.Response, path: str, attempt: int, started: float
