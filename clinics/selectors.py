@@ -8,17 +8,12 @@ from typing import Any
 from django.db.models import QuerySet
 
 from clinics.crypto import decrypt_credentials
-from clinics.models import AuditEvent, Membership, Organization, PmsConnection
+from clinics.models import AuditEvent, Organization, PmsConnection
 from routiq.api.pagination import search_filter
 
 
 def organization_get(org_id: str) -> Organization:
     return Organization.objects.get(pk=org_id)
-
-
-def organizations_for_user(user: Any) -> list[Organization]:
-    org_ids = Membership.objects.filter(user=user).values("organization_id")
-    return list(Organization.objects.filter(pk__in=org_ids))
 
 
 def pms_connection_credentials(connection: PmsConnection) -> dict[str, Any]:
