@@ -58,9 +58,17 @@ class PmsConnectionForm(forms.ModelForm):
         help_text="Override for sandboxes and simulators; blank uses the PMS default",
     )
 
+    sync_interval_minutes = forms.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=7 * 24 * 60,
+        initial=60,
+        help_text="Minutes between scheduled syncs; 0 syncs only when asked. Blank keeps the current value.",
+    )
+
     class Meta:
         model = PmsConnection
-        fields = ("organization", "kind", "base_url", "status", "status_detail")
+        fields = ("organization", "kind", "base_url", "sync_interval_minutes", "status", "status_detail")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -86,7 +94,6 @@ class PmsConnectionAdmin(admin.ModelAdmin):
     readonly_fields = (
         "credentials_hint",
         "last_successful_sync_at",
-        "sync_cursors",
         "created_at",
         "updated_at",
     )
@@ -102,6 +109,7 @@ class PmsConnectionAdmin(admin.ModelAdmin):
                 kind=obj.kind,
                 api_key=form.cleaned_data.get("api_key") or None,
                 base_url=obj.base_url,
+                sync_interval_minutes=form.cleaned_data.get("sync_interval_minutes"),
             )
         except ValidationError as exc:
             raise ValidationError(exc.messages) from None

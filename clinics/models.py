@@ -179,7 +179,9 @@ class PmsConnection(TenantModel):
     )
     status_detail = models.CharField(max_length=300, blank=True)
     last_successful_sync_at = models.DateTimeField(null=True, blank=True)
-    sync_cursors = models.JSONField(default=dict, blank=True)
+    sync_interval_minutes = models.PositiveIntegerField(
+        default=60, help_text="How often the scheduler syncs this connection; 0: only when asked"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

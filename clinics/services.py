@@ -98,8 +98,9 @@ def pms_connection_set(
     kind: str,
     api_key: str | None = None,
     base_url: str | None = None,
+    sync_interval_minutes: int | None = None,
 ) -> PmsConnection:
-    """Create or update the organization's connection to one PMS."""
+    """Create or update the organization's connection to one PMS (`None`: keep as is)."""
     if kind not in PmsKind.values:
         raise ValidationError(f"kind must be one of {', '.join(PmsKind.values)}", code="invalid_kind")
     connection = PmsConnection.objects.for_org(organization).filter(kind=kind).first()
@@ -111,6 +112,10 @@ def pms_connection_set(
         _set_credentials(connection, api_key=api_key.strip())
     if base_url is not None:
         connection.base_url = base_url.strip()
+    if sync_interval_minutes is not None:
+        if not 0 <= sync_interval_minutes <= 7 * 24 * 60:
+            raise ValidationError("sync_interval_minutes must be from 0 to 10080", code="invalid")
+        connection.sync_interval_minutes = sync_interval_minutes
     connection.status = ConnectionStatus.ACTIVE
     connection.status_detail = ""
     connection.full_clean(exclude=["credentials_ciphertext"])

@@ -52,6 +52,9 @@ class PmsRecord(TenantModel):
     archived_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # What the PMS said this row points at ({"patient": "<PMS id>", ...}), kept even when the
+    # row it names is not here (yet), so a later sync can link it.
+    pms_refs = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         abstract = True

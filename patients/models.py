@@ -4,6 +4,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.fields.json import KT
 
 from clinics.tenancy import PmsRecord, TenantQuerySet
 
@@ -161,6 +162,11 @@ class Appointment(PmsRecord):
             models.Index(fields=["organization", "practitioner", "starts_at"], name="appt_org_pract_start"),
             models.Index(fields=["organization", "location", "starts_at"], name="appt_org_loc_start"),
             models.Index(fields=["organization", "pms_updated_at"], name="appt_org_updated"),
+            # Appointments whose patient had not been synced yet, found when it arrives.
+            models.Index(
+                F("organization"), KT("pms_refs__patient"), condition=Q(patient__isnull=True),
+                name="appt_org_unlinked_patient",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -229,6 +235,14 @@ class Invoice(PmsRecord):
             models.Index(fields=["organization", "patient", "issue_date"], name="invoice_org_patient_date"),
             models.Index(fields=["organization", "issue_date"], name="invoice_org_date"),
             models.Index(fields=["organization", "appointment"], name="invoice_org_appointment"),
+            models.Index(
+                F("organization"), KT("pms_refs__patient"), condition=Q(patient__isnull=True),
+                name="invoice_org_unlinked_patient",
+            ),
+            models.Index(
+                F("organization"), KT("pms_refs__appointment"), condition=Q(appointment__isnull=True),
+                name="invoice_org_unlinked_appt",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -209,6 +209,31 @@ ROUTIQ_CONTACT_EMAIL = env.str("ROUTIQ_CONTACT_EMAIL", default="support@routiq.e
 # How stale the newest worker heartbeat may be before /health calls the job queue down.
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env.int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", default=120)
 
+# --- PMS sync (sync/engine/) -------------------------------------------------------------------
+# Requests per minute per Cliniko user, below its 200 so no 429 is ever ours.
+CLINIKO_RATE_PER_MINUTE = env.float("CLINIKO_RATE_PER_MINUTE", default=195.0)
+# Per request: attempts, full-jitter backoff (base doubling up to cap), timeouts.
+SYNC_MAX_ATTEMPTS = env.int("SYNC_MAX_ATTEMPTS", default=6)
+SYNC_BACKOFF_BASE = env.float("SYNC_BACKOFF_BASE", default=0.5)
+SYNC_BACKOFF_CAP = env.float("SYNC_BACKOFF_CAP", default=30.0)
+SYNC_CONNECT_TIMEOUT = env.float("SYNC_CONNECT_TIMEOUT", default=5.0)
+SYNC_READ_TIMEOUT = env.float("SYNC_READ_TIMEOUT", default=30.0)
+# Consecutive transient failures that open a connection's circuit, and how long it stays open.
+SYNC_BREAKER_THRESHOLD = env.int("SYNC_BREAKER_THRESHOLD", default=10)
+SYNC_BREAKER_RESET_SECONDS = env.float("SYNC_BREAKER_RESET_SECONDS", default=60.0)
+# Per resource: attempts after the client gave up on a transient failure, resuming each time.
+SYNC_RESOURCE_ATTEMPTS = env.int("SYNC_RESOURCE_ATTEMPTS", default=3)
+SYNC_RESOURCE_RETRY_DELAY = env.float("SYNC_RESOURCE_RETRY_DELAY", default=10.0)
+# A listing's window ends this long before now, so rows changing mid-listing leave it.
+SYNC_WINDOW_MARGIN_SECONDS = env.float("SYNC_WINDOW_MARGIN_SECONDS", default=30.0)
+# Share of a resource's rows a reconciliation may remove; above it, nothing is removed.
+SYNC_DELETE_CAP = env.float("SYNC_DELETE_CAP", default=0.05)
+# A scheduled run becomes a full one (re-read and reconcile) when the last was this long ago.
+SYNC_FULL_EVERY_HOURS = env.float("SYNC_FULL_EVERY_HOURS", default=24.0)
+# Running runs stamp a heartbeat; one silent for SYNC_STALE_SECONDS lost its worker.
+SYNC_HEARTBEAT_SECONDS = env.float("SYNC_HEARTBEAT_SECONDS", default=15.0)
+SYNC_STALE_SECONDS = env.float("SYNC_STALE_SECONDS", default=90.0)
+
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True

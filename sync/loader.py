@@ -110,6 +110,7 @@ def _load_reference_data(
                 pms=PmsKind.CLINIKO,
                 external_id=m.external_id,
                 last_synced_at=now,
+                pms_refs=m.pms_refs,
                 **m.fields,
             )
             for m in mapped
@@ -147,7 +148,13 @@ def _load_batch(
     _copy(
         Patient,
         (
-            {**common, "id": patient_ids[p.external_id], "external_id": p.external_id, **p.fields}
+            {
+                **common,
+                "id": patient_ids[p.external_id],
+                "external_id": p.external_id,
+                "pms_refs": p.pms_refs,
+                **p.fields,
+            }
             for p in patients
         ),
     )
@@ -158,6 +165,7 @@ def _load_batch(
                 **common,
                 "id": appointment_ids[a.external_id],
                 "external_id": a.external_id,
+                "pms_refs": a.pms_refs,
                 **a.fields,
                 "patient_id": patient_ids.get(a.refs["patient"] or ""),
                 "practitioner_id": refs.practitioners.get(a.refs["practitioner"] or ""),
@@ -174,6 +182,7 @@ def _load_batch(
                 **common,
                 "id": new_id,
                 "external_id": i.external_id,
+                "pms_refs": i.pms_refs,
                 **i.fields,
                 "patient_id": patient_ids.get(i.refs["patient"] or ""),
                 "appointment_id": appointment_ids.get(i.refs["appointment"] or ""),

@@ -1,8 +1,10 @@
 """What the sync engine asks of any practice-management system, and how it finds the adapter.
 
 An adapter speaks one PMS and answers in normalised resource names (`RESOURCES`). It lists a
-resource's records changed since a cursor, page by page (`iter_changes`), lists every id it
-can see for reconciliation (`iter_ids`), and maps one raw payload to a `Mapped` row (`map`).
+resource's records changed in a window, page by page, and says after each page how to resume
+the listing there (`iter_changes`); it looks records up by id, to tell a hard deletion from a
+row that merely moved out of a listing (`fetch_by_ids`); and it maps one raw payload to a
+`Mapped` row (`map`). The sync engine (`sync/engine/`) owns cursors, storage and counting.
 
 Adding a PMS: create the package `sync/pms/<kind>/` with a module `adapter.py` that calls
 `register("<kind>", factory)` at import time. `adapter_for(connection)` imports
@@ -17,7 +19,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sync.pms.http import EventKind, PmsEvent
@@ -51,34 +53,55 @@ class Capabilities:
     incremental: bool = True
     # Soft deletions (a `deleted_at`) show up in the listings.
     reports_soft_deletes: bool = False
-    # Hard deletions leave a trace; when False, only `iter_ids` reconciliation finds them.
+    # Hard deletions leave a trace; when False, only a full reconciliation finds them.
     reports_hard_deletes: bool = False
+    # `fetch_by_ids` works, so a reconciliation can check each missing id before removing it.
+    lookup_by_id: bool = False
 
 
 @dataclass(frozen=True)
 class ChangePage:
-    """One page of raw payloads. `max_updated_at` is the newest `updated_at` on it (None for
-    an empty page): once every page up to this one is stored, the cursor may move there."""
+    """One page of raw payloads.
+
+    `max_updated_at` is the newest `updated_at` on it (None for an empty page). `resume` is
+    a small JSON-able token: once this page and every earlier one are stored, passing it back
+    to `iter_changes` continues the listing without losing a record not yet yielded (None:
+    the listing cannot resume mid-way and starts again). `total` is the listing's size when
+    the PMS says it (progress only).
+    """
 
     resource: str
     items: list[dict[str, Any]]
     max_updated_at: datetime | None
+    resume: dict[str, Any] | None = None
+    total: int | None = None
 
 
 @runtime_checkable
 class PmsAdapter(Protocol):
     kind: str
     capabilities: Capabilities
+    # How far before a stored watermark a new listing starts again: covers records committed
+    # late with an older `updated_at`, and the PMS's clock granularity.
+    lookback: timedelta
 
     def iter_changes(
-        self, resource: str, *, since: datetime | None, page_size: int = 100
+        self,
+        resource: str,
+        *,
+        since: datetime | None,
+        until: datetime | None = None,
+        resume: dict[str, Any] | None = None,
+        page_size: int = 100,
     ) -> Iterator[ChangePage]:
-        """Pages of every record of `resource` changed at or after `since` (minus the adapter's
-        lookback), oldest change first; all records when `since` is None."""
+        """Pages of every record of `resource` (whatever its state: archived, cancelled and
+        deleted rows included) with `since <= updated_at < until`, oldest change first; no
+        lower bound when `since` is None. With `resume` (a page's token), continue there."""
         ...
 
-    def iter_ids(self, resource: str) -> Iterator[str]:
-        """Every id of `resource` the PMS still knows (whatever its state), for reconciliation."""
+    def fetch_by_ids(self, resource: str, ids: list[str]) -> list[dict[str, Any]]:
+        """The raw payloads of those of `ids` the PMS still has, in any state (only when
+        `capabilities.lookup_by_id`)."""
         ...
 
     def map(self, resource: str, payload: dict[str, Any]) -> Mapped:

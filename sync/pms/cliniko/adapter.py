@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sync.pms import base
 from sync.pms.cliniko import mapper
-from sync.pms.cliniko.client import ClinikoClient
+from sync.pms.cliniko.client import ClinikoClient, newest_update
 from sync.pms.cliniko.mapper import Mapped, MappingError
 
 if TYPE_CHECKING:
     from clinics.models import PmsConnection
 
 KIND = "cliniko"
-
-
-def _max_updated_at(items: list[dict[str, Any]]) -> datetime | None:
-    newest: datetime | None = None
-    for item in items:
-        try:
-            stamp = mapper.parse_datetime(item.get("updated_at"))
-        except MappingError:
-            continue  # the mapper quarantines the record; the cursor ignores it
-        if stamp is not None and (newest is None or stamp > newest):
-            newest = stamp
-    return newest
 
 
 class ClinikoAdapter:
@@ -38,11 +26,13 @@ class ClinikoAdapter:
         reports_soft_deletes=True,
         # Hard deletions (and patients' soft deletions) leave no trace in the listings.
         reports_hard_deletes=False,
+        lookup_by_id=True,
     )
 
     def __init__(self, client: ClinikoClient, *, country: str = "AU") -> None:
         self.client = client
         self.country = country
+        self.lookback: timedelta = client.lookback
         # Billable item id -> price, read when appointment types are listed (their price lives there).
         self._prices: dict[str, Decimal] = {}
         self._mappers: dict[str, Callable[[dict[str, Any]], Mapped]] = {
@@ -62,20 +52,28 @@ class ClinikoAdapter:
             raise base.UnsupportedResource(f"Cliniko adapter does not list {resource!r}")
 
     def iter_changes(
-        self, resource: str, *, since: datetime | None, page_size: int = 100
+        self,
+        resource: str,
+        *,
+        since: datetime | None,
+        until: datetime | None = None,
+        resume: dict[str, Any] | None = None,
+        page_size: int = 100,
     ) -> Iterator[base.ChangePage]:
         self._check(resource)
         if resource == base.APPOINTMENT_TYPE:
             self.load_prices()
-        for _listing, page in self.client.iter_resource(resource, updated_since=since, page_size=page_size):
-            yield base.ChangePage(resource, page.items, _max_updated_at(page.items))
+        pages = self.client.iter_window(
+            resource, since=since, until=until, resume=resume, page_size=page_size
+        )
+        for page in pages:
+            yield base.ChangePage(resource, page.items, newest_update(page.items), page.resume, page.total)
 
-    def iter_ids(self, resource: str) -> Iterator[str]:
+    def fetch_by_ids(self, resource: str, ids: list[str]) -> list[dict[str, Any]]:
         self._check(resource)
-        for _listing, page in self.client.iter_resource(resource):
-            for item in page.items:
-                if item.get("id") not in (None, ""):
-                    yield str(item["id"])
+        if resource == base.APPOINTMENT_TYPE and not self._prices:
+            self.load_prices()
+        return self.client.fetch_by_ids(resource, ids)
 
     def map(self, resource: str, payload: dict[str, Any]) -> Mapped:
         self._check(resource)

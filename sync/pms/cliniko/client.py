@@ -17,14 +17,20 @@ Which listings make a resource complete, because Cliniko's main lists hide some 
 - invoices: `q[]=archived_at:*` and `q[]=deleted_at:*`.
 - billable items (appointment-type prices): `q[]=archived_at:*`.
 
-Incremental listings add `q[]=updated_at:>=<since - lookback>` (whole seconds with `Z`: a
-`+00:00` would decode to a space) and `sort=updated_at,id`, oldest change first, so a cursor
-taken from finished pages never passes a record not yet seen. Archiving and cancelling stamp
-`updated_at` (UNVERIFIED in the reference; the lookback and reconciliation cover it).
+Every listing is a window `since <= updated_at < until`, sorted `updated_at,id` (oldest change
+first; whole seconds with `Z`, since a `+00:00` would decode to a space). Cliniko pages by page
+number, so a record that changes while a listing is being read leaves the window and every
+later row moves up one place: the row that crosses a page boundary would never be seen. The
+upper bound makes that visible (`total_entries` shrinks), and the listing then starts again
+from the newest `updated_at` of the pages already read, which loses nothing (reference §4.4,
+recipe step 4). The same position is the resume token handed to the sync engine after each
+page. Archiving and cancelling stamp `updated_at` (UNVERIFIED in the reference; the periodic
+full reconciliation covers it if not).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,13 +39,19 @@ from typing import Any
 from django.core.exceptions import ValidationError
 
 from clinics.services import cliniko_shard
-from sync.pms.errors import PmsAuthFailed
+from sync.pms.errors import PmsAuthFailed, PmsBadResponse
 from sync.pms.http import Page, PmsEvent, PmsHttpClient, contact_user_agent
+from sync.pms.pacing import DEFAULT_RATE_PER_MINUTE as DEFAULT_RATE
 from sync.pms.pacing import CircuitBreaker, TokenBucket, credential_key
+
+logger = logging.getLogger(__name__)
 
 MAX_PER_PAGE = 100
 DEFAULT_LOOKBACK = timedelta(minutes=5)
 PACING_NAMESPACE = "cliniko"
+# A listing whose window keeps changing under it is given up after this many fresh starts
+# (each start reads at least one page, so only a PMS under constant churn gets here).
+MAX_RESTARTS = 50
 
 
 @dataclass(frozen=True)
@@ -90,6 +102,33 @@ def filter_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(value: Any) -> datetime | None:
+    """A Cliniko timestamp (`...Z`), or None for null, "" or anything unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def newest_update(items: list[Any]) -> datetime | None:
+    """The newest readable `updated_at` among raw records (unreadable ones are the mapper's
+    business: it quarantines them)."""
+    stamps = [parse_time(item.get("updated_at")) for item in items if isinstance(item, dict)]
+    return max((s for s in stamps if s is not None), default=None)
+
+
+@dataclass(frozen=True)
+class WindowPage:
+    """A page of a windowed listing; `resume` continues the listing after it (see module)."""
+
+    items: list[dict[str, Any]]
+    resume: dict[str, Any]
+    total: int | None
+
+
 class ClinikoClient(PmsHttpClient):
     """Cliniko over HTTP Basic (the key as user name, an empty password). The token bucket
     and circuit breaker are keyed by the credential, so every worker using this key shares
@@ -104,14 +143,21 @@ class ClinikoClient(PmsHttpClient):
         pacer: Any = None,
         breaker: Any = None,
         lookback: timedelta = DEFAULT_LOOKBACK,
+        rate_per_minute: float | None = None,
+        failure_threshold: int = 10,
+        reset_timeout: float = 60.0,
         **options: Any,
     ) -> None:
         key = credential_key(api_key, namespace=PACING_NAMESPACE)
         super().__init__(
             base_url=cliniko_api_url(api_key, base_url),
             user_agent=contact_user_agent(),
-            pacer=pacer if pacer is not None else TokenBucket(key),
-            breaker=breaker if breaker is not None else CircuitBreaker(key),
+            pacer=pacer
+            if pacer is not None
+            else TokenBucket(key, rate_per_minute=rate_per_minute or DEFAULT_RATE),
+            breaker=breaker if breaker is not None else CircuitBreaker(
+                key, failure_threshold=failure_threshold, reset_timeout=reset_timeout
+            ),
             auth=(api_key, ""),
             on_event=on_event,
             **options,
@@ -126,22 +172,93 @@ class ClinikoClient(PmsHttpClient):
             raise LookupError(f"Cliniko has no listing for resource {resource!r}") from None
 
     def list_params(
-        self, listing: Listing, *, updated_since: datetime | None, page_size: int = MAX_PER_PAGE
+        self,
+        listing: Listing,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        page_size: int = MAX_PER_PAGE,
     ) -> list[tuple[str, str]]:
         if not 1 <= page_size <= MAX_PER_PAGE:
             raise ValueError(f"page_size must be between 1 and {MAX_PER_PAGE}")
         params = [("per_page", str(page_size))]
         params += [("q[]", state) for state in listing.state_filters]
-        if updated_since is not None:
-            params.append(("q[]", f"updated_at:>={filter_time(updated_since - self.lookback)}"))
-            params.append(("sort", "updated_at,id"))
+        if since is not None:
+            params.append(("q[]", f"updated_at:>={filter_time(since)}"))
+        if until is not None:
+            params.append(("q[]", f"updated_at:<{filter_time(until)}"))
+        params.append(("sort", "updated_at,id"))
         return params
 
     def iter_resource(
-        self, resource: str, *, updated_since: datetime | None = None, page_size: int = MAX_PER_PAGE
+        self, resource: str, *, page_size: int = MAX_PER_PAGE
     ) -> Iterator[tuple[Listing, Page]]:
-        """Every page of every listing a resource needs, following `links.next`."""
+        """Every page of every listing a resource needs, following `links.next` (no window)."""
         for listing in self.listings(resource):
-            params = self.list_params(listing, updated_since=updated_since, page_size=page_size)
+            params = self.list_params(listing, page_size=page_size)
             for page in self.iter_pages(listing.path, params, items_key=listing.items_key):
                 yield listing, page
+
+    def iter_window(
+        self,
+        resource: str,
+        *,
+        since: datetime | None,
+        until: datetime | None,
+        resume: dict[str, Any] | None = None,
+        page_size: int = MAX_PER_PAGE,
+    ) -> Iterator[WindowPage]:
+        """Every record of `resource` with `since <= updated_at < until`, listing by listing,
+        each page carrying the token that resumes after it."""
+        first, resume_since = 0, None
+        if resume:
+            first = int(resume.get("listing", 0))
+            resume_since = parse_time(resume.get("since"))
+        for index, listing in enumerate(self.listings(resource)):
+            if index < first:
+                continue
+            lower = resume_since if index == first and resume_since is not None else since
+            yield from self._iter_listing(index, listing, lower, until, page_size)
+
+    def _iter_listing(
+        self, index: int, listing: Listing, since: datetime | None, until: datetime | None, page_size: int
+    ) -> Iterator[WindowPage]:
+        position = since  # every row older than this has been yielded on an unshifted page
+        for _start in range(MAX_RESTARTS):
+            params = self.list_params(listing, since=position, until=until, page_size=page_size)
+            expected: Any = None
+            shifted = False
+            for page in self.iter_pages(listing.path, params, items_key=listing.items_key):
+                total = page.meta.get("total_entries")
+                shifted = page.number > 1 and total != expected
+                expected = total
+                if not shifted:
+                    newest = newest_update(page.items)
+                    if newest is not None and (position is None or newest > position):
+                        position = newest
+                token = {"listing": index, "since": filter_time(position) if position else None}
+                yield WindowPage(page.items, token, total if isinstance(total, int) else None)
+                if shifted:
+                    # Rows moved between pages: start again from what is known to be complete.
+                    logger.info("%s changed while listed (%s -> %s entries); reading on from %s",
+                                listing.path, expected, total, token["since"])
+                    break
+            if not shifted:
+                return
+        raise PmsBadResponse(f"GET /{listing.path}: the listing kept changing while being read")
+
+    def fetch_by_ids(self, resource: str, ids: list[str]) -> list[dict[str, Any]]:
+        """The records among `ids` that still exist, in any state: `q[]=id:=a,b,c` on every
+        listing of the resource, 100 ids a request."""
+        wanted = [i for i in dict.fromkeys(ids) if str(i).isdigit()]
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(wanted), MAX_PER_PAGE):
+            chunk = ",".join(wanted[start : start + MAX_PER_PAGE])
+            for listing in self.listings(resource):
+                params = [("per_page", str(MAX_PER_PAGE)), ("q[]", f"id:={chunk}")]
+                params += [("q[]", state) for state in listing.state_filters]
+                for page in self.iter_pages(listing.path, params, items_key=listing.items_key):
+                    for item in page.items:
+                        if isinstance(item, dict) and item.get("id") not in (None, ""):
+                            found[str(item["id"])] = item
+        return list(found.values())

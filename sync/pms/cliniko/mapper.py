@@ -26,6 +26,11 @@ class Mapped:
     fields: dict[str, Any]
     refs: dict[str, str | None] = field(default_factory=dict)
 
+    @property
+    def pms_refs(self) -> dict[str, str]:
+        """The refs that name something, as stored in `PmsRecord.pms_refs`."""
+        return {name: value for name, value in self.refs.items() if value}
+
 
 def link_id(value: Any) -> str | None:
     """The id at the end of `{"links": {"self": ".../patients/82"}}`; None when absent."""
@@ -133,6 +138,7 @@ def map_appointment_type(payload: dict[str, Any], *, price: Decimal | None = Non
             "max_attendees": payload.get("max_attendees") or 1,
             "price": price,
         },
+        {"billable_item": link_id(payload.get("billable_item"))},
     )
 
 
@@ -163,6 +169,7 @@ def map_patient(payload: dict[str, Any], *, country: str) -> Mapped:
             "accepted_sms_marketing": payload.get("accepted_sms_marketing"),
             "accepted_email_marketing": payload.get("accepted_email_marketing"),
         },
+        {"merged_with_patient": link_id(payload.get("merged_with_patient"))},
     )
 
 

@@ -8,7 +8,7 @@ appointment in its location's zone; an unknown location falls back to the organi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from sync.pms import base
@@ -51,6 +51,7 @@ class NookalAdapter:
     ) -> None:
         self.client = client
         self.country = country
+        self.lookback: timedelta = client.lookback
         self.default_zone = mapper.zone(default_zone)
         self.stamp_zone = mapper.zone(stamp_zone)
         self._zones: dict[str, tzinfo] | None = None
@@ -70,21 +71,25 @@ class NookalAdapter:
             raise base.UnsupportedResource(f"Nookal adapter does not list {resource!r}")
 
     def iter_changes(
-        self, resource: str, *, since: datetime | None, page_size: int = 100
+        self,
+        resource: str,
+        *,
+        since: datetime | None,
+        until: datetime | None = None,
+        resume: dict[str, Any] | None = None,
+        page_size: int = 100,
     ) -> Iterator[base.ChangePage]:
+        """`until` is not sent (Nookal has no upper bound; newer rows are harmless repeats) and
+        `resume` is ignored: pages are numbered in an order the reference does not give, so a
+        listing that stopped half-way is read again from its start."""
         self._check(resource)
         for page in self.client.iter_resource(resource, updated_since=since, page_size=page_size):
             if resource == base.LOCATION:
                 self._remember_zones(page.items)
             yield base.ChangePage(resource, page.items, _max_updated_at(page.items, self.stamp_zone))
 
-    def iter_ids(self, resource: str) -> Iterator[str]:
-        self._check(resource)
-        for page in self.client.iter_resource(resource):
-            for item in page.items:
-                external_id = mapper.ref(item.get("ID"))
-                if external_id is not None:
-                    yield external_id
+    def fetch_by_ids(self, resource: str, ids: list[str]) -> list[dict[str, Any]]:
+        raise base.UnsupportedResource("Nookal records cannot be looked up by id in bulk")
 
     def map(self, resource: str, payload: dict[str, Any]) -> Mapped:
         self._check(resource)

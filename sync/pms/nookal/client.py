@@ -12,8 +12,9 @@ What differs from Cliniko, and is overridden here:
   null on the last page), sent back as `page` (§3). Pages are capped at 200 items.
 
 Incremental listings send `last_modified` (documented for patients and appointments only,
-§3) as `"YYYY-MM-DD HH:MM:SS"` in UTC minus a generous lookback: its format, zone and
-inclusivity are UNKNOWN, so the overlap is 48 hours as the reference suggests.
+§3) as `"YYYY-MM-DD HH:MM:SS"` in UTC. Its format, zone and inclusivity are UNKNOWN, so the
+client's `lookback` (which the sync engine subtracts from its watermark) is 48 hours, as the
+reference suggests.
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class NookalClient(PmsHttpClient):
         pacer: Any = None,
         breaker: Any = None,
         lookback: timedelta = DEFAULT_LOOKBACK,
+        rate_per_minute: float | None = None,
+        failure_threshold: int = 10,
+        reset_timeout: float = 60.0,
         **options: Any,
     ) -> None:
         if not api_key:
@@ -108,8 +112,12 @@ class NookalClient(PmsHttpClient):
         super().__init__(
             base_url=nookal_api_url(base_url),
             user_agent=contact_user_agent(),
-            pacer=pacer if pacer is not None else TokenBucket(key, rate_per_minute=DEFAULT_RATE_PER_MINUTE),
-            breaker=breaker if breaker is not None else CircuitBreaker(key),
+            pacer=pacer if pacer is not None else TokenBucket(
+                key, rate_per_minute=rate_per_minute or DEFAULT_RATE_PER_MINUTE
+            ),
+            breaker=breaker if breaker is not None else CircuitBreaker(
+                key, failure_threshold=failure_threshold, reset_timeout=reset_timeout
+            ),
             on_event=on_event,
             **options,
         )
@@ -182,7 +190,8 @@ class NookalClient(PmsHttpClient):
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_LENGTH}")
         params = {"page_length": str(page_size)}
         if updated_since is not None and listing.incremental:
-            params["last_modified"] = filter_time(updated_since - self.lookback)
+            # The sync engine has already moved `updated_since` back by `self.lookback`.
+            params["last_modified"] = filter_time(updated_since)
         return params
 
     def iter_resource(

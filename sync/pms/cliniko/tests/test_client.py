@@ -117,31 +117,46 @@ def test_full_listing_is_complete_and_pages_by_100(cliniko_simulator_factory):
     }
 
 
-def test_iter_ids_and_map(cliniko_simulator_factory):
+def test_fetch_by_ids_finds_rows_in_every_state_and_map(cliniko_simulator_factory):
     sim = start(cliniko_simulator_factory)
     adapter = ClinikoAdapter(make_client(sim), country="AU")
-    assert set(adapter.iter_ids(base.PATIENT)) == expected_ids(sim, base.PATIENT)
+    appointments = sorted(expected_ids(sim, base.APPOINTMENT))
+    hidden = [
+        i for i in appointments
+        if any(sim.store.record("individual_appointments", i)[s] for s in ("cancelled_at", "archived_at"))
+    ]
+    gone = appointments[-1]
+    sim.store.hard_delete("individual_appointments", gone)
+    sim.stats.reset()
+    wanted = [*hidden[:3], appointments[0], gone]
+    found = adapter.fetch_by_ids(base.APPOINTMENT, wanted)
+    assert {item["id"] for item in found} == set(wanted) - {gone}
+    assert sim.stats.snapshot()["requests"] == 1  # one listing, up to 100 ids a request
+    # Practitioners live on two listings: both are asked.
+    inactive = [i for i in sim.store.ids("practitioners") if not sim.store.record("practitioners", i)["active"]]
+    assert [item["id"] for item in adapter.fetch_by_ids(base.PRACTITIONER, inactive)] == inactive
     types = [item for page in adapter.iter_changes(base.APPOINTMENT_TYPE, since=None) for item in page.items]
     mapped = [adapter.map(base.APPOINTMENT_TYPE, payload) for payload in types]
     assert all(isinstance(row.fields["price"], Decimal) for row in mapped)  # prices from billable items
+    assert all(row.pms_refs.get("billable_item") for row in mapped)
     appointment = next(adapter.iter_changes(base.APPOINTMENT, since=None)).items[0]
     row = adapter.map(base.APPOINTMENT, appointment)
     assert row.external_id == appointment["id"] and row.refs["patient"]
     with pytest.raises(base.UnsupportedResource):
-        list(adapter.iter_ids("attendee"))
+        adapter.fetch_by_ids("attendee", ["1"])
 
 
-def test_incremental_listing_returns_changes_within_the_window(cliniko_simulator_factory):
+def test_window_listing_returns_changes_between_since_and_until(cliniko_simulator_factory):
     sim = start(cliniko_simulator_factory, clock=SimClock(LATER))
     adapter = ClinikoAdapter(make_client(sim))
-    cursor = max(
+    newest = max(
         page.max_updated_at
         for page in adapter.iter_changes(base.APPOINTMENT, since=None)
         if page.max_updated_at is not None
     )
-    assert list(adapter.iter_changes(base.APPOINTMENT, since=LATER)) == [
-        base.ChangePage(base.APPOINTMENT, [], None)
-    ]
+    assert newest < LATER
+    empty = list(adapter.iter_changes(base.APPOINTMENT, since=LATER))
+    assert [(page.items, page.max_updated_at, page.total) for page in empty] == [([], None, 0)]
     sim.clock.advance(3600)
     live = [
         i
@@ -166,18 +181,26 @@ def test_incremental_listing_returns_changes_within_the_window(cliniko_simulator
     assert changes[-1].max_updated_at == LATER + timedelta(seconds=3603)
     assert listed_ids(adapter, base.PATIENT, since) == [patient]
     assert listed_ids(adapter, base.INVOICE, since) == []
-    # The 5-minute lookback re-reads what changed just before the cursor, nothing older.
-    just_before = datetime.fromisoformat(
-        sim.store.record("individual_appointments", cancelled)["updated_at"].replace("Z", "+00:00")
-    )
-    assert listed_ids(adapter, base.APPOINTMENT, just_before + timedelta(minutes=4)) == [
-        edited,
-        cancelled,
-        archived,
-        added,
-    ]
-    assert listed_ids(adapter, base.APPOINTMENT, just_before + timedelta(minutes=6)) == []
-    assert cursor < LATER
+    # `since` is inclusive (the same second is read again), `until` exclusive.
+    cancelled_at = LATER + timedelta(seconds=3601)
+    window = adapter.iter_changes(base.APPOINTMENT, since=cancelled_at, until=cancelled_at + timedelta(seconds=2))
+    assert [item["id"] for page in window for item in page.items] == [cancelled, archived]
+
+
+def test_a_page_token_resumes_the_listing_where_it_stopped(cliniko_simulator_factory):
+    sim = start(cliniko_simulator_factory)
+    adapter = ClinikoAdapter(make_client(sim))
+    pages = list(adapter.iter_changes(base.APPOINTMENT, since=None, page_size=100))
+    everything = [item["id"] for page in pages for item in page.items]
+    token = pages[3].resume
+    assert token["listing"] == 0 and token["since"] == filter_time(pages[3].max_updated_at)
+    sim.stats.reset()
+    rest = [item["id"] for page in adapter.iter_changes(base.APPOINTMENT, since=None, resume=token)
+            for item in page.items]
+    # Nothing after page 4 is lost; at most the rows of page 4's last second are read again.
+    assert set(everything[400:]) <= set(rest)
+    assert len(rest) - len(everything[400:]) <= 5
+    assert sim.stats.snapshot()["requests"] == len(pages) - 4
 
 
 def test_wrong_key_is_auth_failed(cliniko_simulator_factory):

@@ -69,7 +69,7 @@ def test_full_listing_across_pages_equals_the_simulator(nookal_simulator, resour
     expected_pages = -(-len(items) // page_size)
     assert sim.requests[FUNCTIONS[resource]] == expected_pages > 1
     assert sim.methods["POST"] == sim.total_requests and sim.methods["GET"] == 0
-    assert list(adapter.iter_ids(resource)) == sim.store.ids(FUNCTIONS[resource])
+    assert [item["ID"] for item in items] == sim.store.ids(FUNCTIONS[resource])
 
 
 def test_every_record_maps(nookal_simulator):
@@ -85,11 +85,13 @@ def test_every_record_maps(nookal_simulator):
         assert filter_time(fields["ends_at"]) == item["appointmentEndDateTimeUTC"]
 
 
-def test_incremental_listing_sends_last_modified_with_lookback(nookal_simulator):
+def test_incremental_listing_sends_last_modified(nookal_simulator):
     sim = nookal_simulator
     client = make_client(sim, lookback=timedelta(hours=1))
+    assert NookalAdapter(client).lookback == timedelta(hours=1)  # the engine subtracts it
     sim.store.edit("getPatients", "3", modified=datetime(2027, 1, 1, 10, tzinfo=UTC), FirstName="Edited")
-    pages = list(NookalAdapter(client).iter_changes(base.PATIENT, since=datetime(2027, 1, 1, 10, 30, tzinfo=UTC)))
+    sim.store.edit("getPatients", "4", modified=datetime(2027, 1, 1, 9, 59, tzinfo=UTC), FirstName="Earlier")
+    pages = list(NookalAdapter(client).iter_changes(base.PATIENT, since=datetime(2027, 1, 1, 10, tzinfo=UTC)))
     assert [item["ID"] for page in pages for item in page.items] == ["3"]
     assert pages[0].max_updated_at == datetime(2027, 1, 1, 10, tzinfo=UTC)
     # Locations have no documented filter: read in full whatever the cursor.
@@ -157,6 +159,8 @@ def test_adapter_for_a_nookal_connection_lists_from_the_simulator(world, nookal_
     assert adapter.default_zone.key == world.org_a.time_zone
     assert adapter.client.base_url == sim.api_url
     assert adapter.client.pacer.key == credential_key(sim.api_key, namespace="nookal")
-    assert set(adapter.iter_ids(base.PATIENT)) == set(sim.store.ids("getPatients"))
+    listed_patients = [item["ID"] for page in adapter.iter_changes(base.PATIENT, since=None) for item in page.items]
+    assert set(listed_patients) == set(sim.store.ids("getPatients"))
+    assert not adapter.capabilities.lookup_by_id
     assert set(RESULT_KEYS) == set(FUNCTIONS.values())
     adapter.close()
