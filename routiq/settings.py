@@ -203,6 +203,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "SyncRunModeEnum": "sync.models.SyncMode",
+        "SyncTriggerModeEnum": "sync.api.serializers.MODE_CHOICES",
+        "SyncRunStatusEnum": "sync.models.SyncStatus",
+        "PmsConnectionStatusEnum": "clinics.models.ConnectionStatus",
+    },
 }
 
 ROUTIQ_CONTACT_EMAIL = env.str("ROUTIQ_CONTACT_EMAIL", default="support@routiq.example")

@@ -31,9 +31,11 @@ SCHEDULE_PREFIX = "sync:connection:"
 TASK = "sync.tasks.sync_run_task"
 
 
-def client_options() -> dict[str, Any]:
+def client_options(kind: str = "") -> dict[str, Any]:
     """What every PMS client built for a sync is given, from settings."""
+    rates = {"cliniko": settings.CLINIKO_RATE_PER_MINUTE}
     return {
+        "rate_per_minute": rates.get(kind),
         "max_attempts": settings.SYNC_MAX_ATTEMPTS,
         "backoff_base": settings.SYNC_BACKOFF_BASE,
         "backoff_cap": settings.SYNC_BACKOFF_CAP,
@@ -163,7 +165,7 @@ def sync_run_execute(
     counter = base.EventCounter()
     try:
         adapter = base.adapter_for(
-            connection, on_event=counter, **{**client_options(), **(adapter_options or {})}
+            connection, on_event=counter, **{**client_options(connection.kind), **(adapter_options or {})}
         )
     except (PmsError, base.UnknownPmsKind, ValueError) as exc:
         return _fail(run, getattr(exc, "code", "PMS_UNAVAILABLE"), str(exc))

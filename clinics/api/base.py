@@ -55,9 +55,27 @@ class OrganizationScopedView(APIView):
         return self.response
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
+        super().initial(request, *args, **kwargs)  # authentication, then the caller's throttles
         required = self.read_role if request.method in READ_METHODS else self.write_role
         self.organization, self.role = organization_access(request, kwargs.get("org_id", ""), required)
+        # An organization's budgets are spent only by calls let into it: otherwise anyone could
+        # exhaust another clinic's limits (its sync triggers above all) by being refused.
+        self._check(request, [t for t in self.get_throttles() if _spends_organization_budget(t)])
+
+    def check_throttles(self, request: Request) -> None:
+        self._check(request, [t for t in self.get_throttles() if not _spends_organization_budget(t)])
+
+    def _check(self, request: Request, throttles: list[Any]) -> None:
+        waits = [throttle.wait() for throttle in throttles if not throttle.allow_request(request, self)]
+        if waits:
+            known = [wait for wait in waits if wait is not None]
+            self.throttled(request, max(known, default=None))
+
+
+def _spends_organization_budget(throttle: Any) -> bool:
+    from routiq.api.throttling import OrganizationRateThrottle
+
+    return isinstance(throttle, OrganizationRateThrottle)
 
 
 def organization_access(request: Request, org_id: str, required: str) -> tuple[Organization, str]:

@@ -157,3 +157,20 @@ def test_me_lists_memberships_for_a_session_user(world, client):
     me = client.get("/api/v1/auth/me").json()["me"]
     assert me["authenticated_by"] == "session"
     assert [m["organization_id"] for m in me["memberships"]] == [world.org_a.pk]
+
+
+def test_refused_calls_do_not_spend_the_target_organizations_budget(world, api, token_for, monkeypatch):
+    """Org A's admin hammering org B's sync trigger is refused every time and leaves org B's
+    sync budget untouched."""
+    from routiq.api.throttling import OrganizationRateThrottle
+
+    spent = []
+    monkeypatch.setattr(
+        OrganizationRateThrottle, "allow_request", lambda self, request, view: spent.append(self.scope) or True
+    )
+    for _ in range(3):
+        response = api("POST", f"/api/v1/cliniko/sync/{world.org_b.pk}", token_for(world.org_a), data={})
+        assert response.status_code == 403
+    assert spent == []
+    api("GET", f"/api/v1/organizations/{world.org_a.pk}", token_for(world.org_a))
+    assert spent == ["organization"]

@@ -34,8 +34,14 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "UNSUPPORTED_MEDIA_TYPE": (415, "The request body's content type is not accepted."),
     "RATE_LIMITED": (429, "Too many requests; retry after `Retry-After` seconds."),
     "INTERNAL_ERROR": (500, "An unexpected error; the request id identifies it in the logs."),
-    "PMS_UNAVAILABLE": (502, "The practice-management system did not answer usefully; data may be stale."),
-    "PMS_AUTH_FAILED": (502, "The practice-management system refused the stored credentials."),
+    "PMS_UNAVAILABLE": (
+        503,
+        "The practice-management system cannot be reached now; `fallback_data` says how old the data is.",
+    ),
+    "PMS_AUTH_FAILED": (
+        503,
+        "The practice-management system refused the stored credentials; an admin must update them.",
+    ),
     "SERVICE_UNAVAILABLE": (503, "A dependency of Routiq is down; retry later."),
 }
 

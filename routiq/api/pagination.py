@@ -120,6 +120,24 @@ def search_filter(queryset: QuerySet, text: str | None, fields: Sequence[str]) -
     return queryset.filter(condition)
 
 
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def query_bool(request: Request, name: str, *, default: bool = False) -> bool:
+    """`true`/`false` (or 1/0); anything else is a 400 naming `name`."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if raw not in _BOOLEANS:
+        raise invalid(name, "Must be true or false.")
+    return _BOOLEANS[raw]
+
+
+def query_integer(request: Request, name: str, *, default: int, least: int, most: int) -> int:
+    """A whole number from `least` to `most`; anything else is a 400 naming `name`."""
+    return _integer(request, name, default=default, least=least, most=most)
+
+
 def query_datetime(request: Request, name: str) -> datetime | None:
     """An ISO 8601 date-time query parameter with a UTC offset (`Z` or `+10:00`)."""
     if request.query_params.get(name) is None:
@@ -164,6 +182,20 @@ def text_parameter(name: str, description: str, *, max_length: int = MAX_TEXT_LE
         {"type": "string", "maxLength": max_length, "pattern": r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"},
         description=description,
     )
+
+
+def bool_parameter(name: str, description: str, *, default: bool = False) -> OpenApiParameter:
+    return OpenApiParameter(
+        name, {"type": "string", "enum": ["true", "false", "1", "0"], "default": str(default).lower()},
+        description=description,
+    )
+
+
+def integer_parameter(
+    name: str, description: str, *, default: int, least: int, most: int
+) -> OpenApiParameter:
+    schema = {"type": "integer", "minimum": least, "maximum": most, "default": default}
+    return OpenApiParameter(name, schema, description=description)
 
 
 def datetime_parameter(name: str, description: str) -> OpenApiParameter:

@@ -25,8 +25,11 @@ from hypothesis import strategies as st
 from model_bakery import baker
 from rest_framework.throttling import SimpleRateThrottle
 
+from clinics.rls import tenant_scope
+from clinics.services import pms_connection_set
 from patients.models import Patient
 from routiq.api.errors import ERROR_CODES
+from sync.models import SyncRun
 
 # Valid requests per operation, then requests that break the schema on purpose.
 RUNS = {schemathesis.GenerationMode.POSITIVE: 40, schemathesis.GenerationMode.NEGATIVE: 20}
@@ -93,9 +96,14 @@ class Tally:
 
 
 def _cases(
-    operation: Any, mode: schemathesis.GenerationMode, *, org_id: str, patient_ids: list[int]
+    operation: Any,
+    mode: schemathesis.GenerationMode,
+    *,
+    org_id: str,
+    patient_ids: list[int],
+    real_ids: dict[str, int],
 ) -> st.SearchStrategy:
-    """Half random path parameters, half the real organization (and a real patient id)."""
+    """Half random path parameters, half the real organization (and real object ids)."""
     names = {parameter.name for parameter in operation.path_parameters}
     if "org_id" not in names:
         return operation.as_strategy(mode)
@@ -104,6 +112,7 @@ def _cases(
         fixed: dict[str, Any] = {"org_id": org_id}
         if "patient_id" in names:
             fixed["patient_id"] = patient_id
+        fixed.update({name: value for name, value in real_ids.items() if name in names})
         return operation.as_strategy(mode, path_parameters=fixed)
 
     return st.one_of(operation.as_strategy(mode), st.sampled_from(patient_ids).flatmap(real))
@@ -139,6 +148,12 @@ def test_every_operation_conforms_to_the_schema(world, token_for, one_test_trans
         for n in range(3)
     ]
     foreign = baker.make(Patient, organization=world.org_b, pms="cliniko", external_id="st-b").pk
+    # A Cliniko connection nobody answers on (the handlers only read its state), and a run.
+    with tenant_scope(world.org_a):
+        connection = pms_connection_set(
+            world.org_a, kind="cliniko", api_key="schemathesis0123456789-au1", base_url="http://127.0.0.1:9"
+        )
+        run = baker.make(SyncRun, organization=world.org_a, connection=connection, status="completed")
     schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
     operations = [result.ok() for result in schema.get_all_operations()]
 
@@ -150,7 +165,9 @@ def test_every_operation_conforms_to_the_schema(world, token_for, one_test_trans
     failures = []
     for mode, max_examples in RUNS.items():
         for operation in operations:
-            cases = _cases(operation, mode, org_id=world.org_a.pk, patient_ids=[*own, foreign])
+            cases = _cases(
+                operation, mode, org_id=world.org_a.pk, patient_ids=[*own, foreign], real_ids={"run_id": run.pk}
+            )
             try:
                 _exercise(
                     operation,

@@ -6,7 +6,8 @@ can also be a row that changed while the pass ran (it left the window) or one th
 skipped, so each is looked up by id first (`fetch_by_ids`); what is found is stored, not
 removed. What is still missing is removed only if it is a small share of what is held
 (`delete_cap`, default 5%): a partial read looks exactly like a mass deletion, so above the
-cap nothing is removed and the run is flagged for a person to decide (`allow_mass_delete`).
+cap nothing is removed and the run is flagged for a person to decide (`allow_mass_delete`);
+a table is never emptied.
 A PMS that cannot look records up by id gets no removals at all, only the flag.
 """
 
@@ -86,6 +87,15 @@ def apply_removals(
     allow_mass_delete: bool,
 ) -> None:
     allowed = removal_allowance(outcome.held, cap=cap)
+    if len(missing) >= outcome.held and missing:
+        # Nothing listed at all is a failed read far more often than a clinic that deleted
+        # everything: never empty a table, whatever the operator allowed.
+        outcome.capped = True
+        outcome.reason = (
+            f"the PMS listed none of the {outcome.held} {resource} rows held; nothing was removed"
+        )
+        logger.warning("reconciliation of %s for %s capped: %s", resource, organization.pk, outcome.reason)
+        return
     if len(missing) > allowed and not allow_mass_delete:
         outcome.capped = True
         outcome.reason = (

@@ -209,7 +209,7 @@ class SyncEngine:
             connection=self.connection,
             adapter=self.adapter,
             run_id=self.run.pk,
-            now=self.clock(),
+            now=timezone.now(),
         )
         since, resume = _parse(flight["since"]), flight["resume"]
         until = self.clock() - self.options.window_margin
@@ -244,7 +244,7 @@ class SyncEngine:
             "since": _iso(since),
             "resume": None,
             "max_seen": _iso(cursor.watermark),
-            "started_at": _iso(self.clock()),
+            "started_at": _iso(timezone.now()),
         }
 
     def _complete_listing(
@@ -256,7 +256,7 @@ class SyncEngine:
         with tenant_scope(self.organization):
             updates: dict[str, Any] = {"in_flight": None, "watermark": _parse(flight["max_seen"])}
             if flight["full"]:
-                updates["last_full_at"] = self.clock()
+                updates["last_full_at"] = timezone.now()
                 reconcile.forget_pass(self.organization, cursor)
             SyncCursor.objects.filter(pk=cursor.pk).update(**updates)
             self._note(

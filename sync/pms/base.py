@@ -27,6 +27,7 @@ from sync.pms.http import EventKind, PmsEvent
 if TYPE_CHECKING:
     from clinics.models import PmsConnection
     from sync.pms.cliniko.mapper import Mapped
+    from sync.pms.pacing import BreakerStatus
 
 LOCATION = "location"
 PRACTITIONER = "practitioner"
@@ -106,6 +107,14 @@ class PmsAdapter(Protocol):
 
     def map(self, resource: str, payload: dict[str, Any]) -> Mapped:
         """One raw payload as model fields (raises the mapper's `MappingError`)."""
+        ...
+
+    def check(self) -> None:
+        """One cheap read proving the PMS answers these credentials (raises `PmsError`)."""
+        ...
+
+    def circuit_status(self) -> BreakerStatus:
+        """The shared circuit breaker of these credentials, as every process sees it."""
         ...
 
     def close(self) -> None: ...

@@ -14,6 +14,7 @@ from sync.pms.cliniko.mapper import Mapped, MappingError
 
 if TYPE_CHECKING:
     from clinics.models import PmsConnection
+    from sync.pms.pacing import BreakerStatus
 
 KIND = "cliniko"
 
@@ -78,6 +79,12 @@ class ClinikoAdapter:
     def map(self, resource: str, payload: dict[str, Any]) -> Mapped:
         self._check(resource)
         return self._mappers[resource](payload)
+
+    def check(self) -> None:
+        self.client.get_json("businesses", [("per_page", "1")])
+
+    def circuit_status(self) -> BreakerStatus:
+        return self.client.breaker.status()
 
     def load_prices(self) -> dict[str, Decimal]:
         prices: dict[str, Decimal] = {}

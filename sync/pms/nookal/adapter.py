@@ -18,6 +18,7 @@ from sync.pms.nookal.client import LISTINGS, NookalClient
 
 if TYPE_CHECKING:
     from clinics.models import PmsConnection
+    from sync.pms.pacing import BreakerStatus
 
 KIND = "nookal"
 _MODIFIED_FIELDS = ("lastModified", "DateModified")
@@ -94,6 +95,12 @@ class NookalAdapter:
     def map(self, resource: str, payload: dict[str, Any]) -> Mapped:
         self._check(resource)
         return self._mappers[resource](payload)
+
+    def check(self) -> None:
+        self.client.verify()
+
+    def circuit_status(self) -> BreakerStatus:
+        return self.client.breaker.status()
 
     def location_zones(self) -> dict[str, tzinfo]:
         if self._zones is None:
