@@ -11,7 +11,7 @@ from clinics import services
 from clinics.audit import audit_record
 from clinics.auth.api_keys import api_key_create, api_key_revoke
 from clinics.models import ApiKey, AuditEvent, Location, Membership, Organization, PmsConnection
-from routiq.admin_tools import CappedCountPaginator, PmsCopyAdmin
+from routiq.admin_tools import CappedCountPaginator, PmsCopyAdmin, TenantAdminMixin
 
 
 @admin.register(Organization)
@@ -34,7 +34,7 @@ class LocationAdmin(PmsCopyAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(TenantAdminMixin, admin.ModelAdmin):
     list_display = ("user", "organization", "role", "created_at")
     list_filter = ("organization", "role")
     search_fields = ("user__username", "user__email", "organization__name")
@@ -78,7 +78,7 @@ class PmsConnectionForm(forms.ModelForm):
 
 
 @admin.register(PmsConnection)
-class PmsConnectionAdmin(admin.ModelAdmin):
+class PmsConnectionAdmin(TenantAdminMixin, admin.ModelAdmin):
     form = PmsConnectionForm
     list_display = (
         "organization",
@@ -128,7 +128,7 @@ class PmsConnectionAdmin(admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(TenantAdminMixin, admin.ModelAdmin):
     list_display = (
         "occurred_at",
         "organization",
@@ -156,7 +156,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(TenantAdminMixin, admin.ModelAdmin):
     list_display = ("name", "organization", "prefix", "role", "created_at", "last_used_at", "revoked_at")
     list_filter = ("organization", "role")
     search_fields = ("name", "=prefix")

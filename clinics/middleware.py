@@ -30,6 +30,7 @@ class AdminTenantScopeMiddleware:
                 return self.get_response(request)
         with cross_tenant_scope("a user's own memberships"):
             org_ids = list(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
+        request.admin_organization_ids = tuple(org_ids)  # the ORM filter (routiq.admin_tools)
         if len(org_ids) == 1:
             with tenant_scope(org_ids[0]):
                 return self.get_response(request)

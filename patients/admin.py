@@ -80,6 +80,9 @@ class PatientAdmin(PmsCopyAdmin):
     @admin.action(description="Anonymise selected patients")
     def anonymise(self, request: HttpRequest, queryset: QuerySet) -> TemplateResponse | None:
         patients = list(queryset.select_related("organization").order_by("organization_id", "pk"))
+        if not patients:  # selected rows this user may not see are not in the queryset
+            self.message_user(request, "Select at least one patient to anonymise.", messages.WARNING)
+            return None
         if not self._may_run_privacy_actions(request, patients):
             return None
         if request.POST.get("post") != "yes":

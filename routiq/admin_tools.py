@@ -37,7 +37,18 @@ def _estimated_rows(table: str) -> int:
     return max(int(row[0]), 0) if row else 0
 
 
-class BigTableAdmin(admin.ModelAdmin):
+class TenantAdminMixin:
+    """The organization filter in the ORM for clinic staff in the admin (row-level security,
+    set by `AdminTenantScopeMiddleware`, is the second wall). Operators see every tenant."""
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        queryset = super().get_queryset(request)  # type: ignore[misc]
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(organization_id__in=getattr(request, "admin_organization_ids", ()))
+
+
+class BigTableAdmin(TenantAdminMixin, admin.ModelAdmin):
     paginator = CappedCountPaginator
     show_full_result_count = False
     list_per_page = 50
