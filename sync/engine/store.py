@@ -145,14 +145,14 @@ def _upsert_sql(target: Target) -> str:
         [f"{_q('external_id')} varchar(64)"] + [f"{_q(c.name)} {c.sql_type}" for c in columns]
     )
     fk_columns = [model._meta.get_field(ref).column for ref, _ in target.links]
-    joins, fk_values = [], []
-    for index, (ref, linked) in enumerate(target.links):
-        alias = f"l{index}"
-        joins.append(
-            f"LEFT JOIN {_q(linked._meta.db_table)} {alias} ON {alias}.organization_id = %(org)s"
-            f" AND {alias}.pms = %(pms)s AND {alias}.external_id = s.pms_refs ->> '{ref}'"
-        )
-        fk_values.append(f"{alias}.id")
+    # Every lookup is a correlated subquery on a unique key: an index probe per row whatever
+    # the planner believes about the table (a table filled by this very sync has no statistics,
+    # and a join planned from them reads the whole organization on every page).
+    fk_values = [
+        f"(SELECT l.id FROM {_q(linked._meta.db_table)} l WHERE l.organization_id = %(org)s"
+        f" AND l.pms = %(pms)s AND l.external_id = s.pms_refs ->> '{ref}')"
+        for ref, linked in target.links
+    ]
     insert_columns = [
         "organization_id",
         "pms",
@@ -190,16 +190,16 @@ WITH incoming AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS s({record_type})
 ),
 before AS (
-    SELECT t.external_id, (t.archived_at IS NOT NULL OR t.deleted_at IS NOT NULL) AS was_gone
-    FROM {table} t
-    WHERE t.organization_id = %(org)s AND t.pms = %(pms)s
-      AND t.external_id IN (SELECT external_id FROM incoming)
+    SELECT s.external_id, (
+        SELECT t.archived_at IS NOT NULL OR t.deleted_at IS NOT NULL FROM {table} t
+        WHERE t.organization_id = %(org)s AND t.pms = %(pms)s AND t.external_id = s.external_id
+    ) AS was_gone
+    FROM incoming s
 ),
 written AS (
     INSERT INTO {table} AS t ({", ".join(_q(c) for c in insert_columns)})
     SELECT {", ".join(select_values)}
     FROM incoming s
-    {" ".join(joins)}
     ON CONFLICT (organization_id, pms, external_id) DO UPDATE SET
         {", ".join(assignments)}, last_synced_at = EXCLUDED.last_synced_at
     WHERE coalesce(EXCLUDED.pms_updated_at >= t.pms_updated_at, true)
@@ -302,17 +302,17 @@ class PageWriter:
                 except (DataError, IntegrityError) as row_error:
                     self._quarantine(target.resource, payload, _database_message(row_error))
                     result.failed += 1
-        created_ids = []
-        for row_id, _external_id, created, newly_gone, patient_id in returned:
+        created_external_ids = []
+        for row_id, external_id, created, newly_gone, patient_id in returned:
             (result.created if created else result.updated).append(row_id)
             if created:
-                created_ids.append(row_id)
+                created_external_ids.append(external_id)
             if newly_gone:
                 result.archived += 1
             if patient_id is not None:
                 result.patient_ids.add(patient_id)
-        if created_ids:
-            result.patient_ids.update(self._link_waiting(target.model, created_ids))
+        if created_external_ids:
+            result.patient_ids.update(self._link_waiting(target.model, created_external_ids))
 
     def _execute(self, target: Target, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         params = {
@@ -325,22 +325,23 @@ class PageWriter:
             cursor.execute(_upsert_sql(target), params)
             return cursor.fetchall()
 
-    def _link_waiting(self, model: type[models.Model], created_ids: list[int]) -> set[int]:
+    def _link_waiting(self, model: type[models.Model], external_ids: list[str]) -> set[int]:
         """Rows that named one of these new rows before it was here now point at it; the
-        patients of rows that gained a link are returned."""
+        patients of rows that gained a link are returned. The WHERE clause is the partial
+        index of rows waiting for their patient or appointment (`..._unlinked_...`)."""
         touched: set[int] = set()
         for target, ref in _POINTED_AT_BY.get(model, []):
             fk = target.model._meta.get_field(ref).column
             patient = "a.patient_id" if "patient" in dict(target.links) else "NULL::bigint"
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"UPDATE {_q(target.model._meta.db_table)} a SET {_q(fk)} = r.id"
-                    f" FROM {_q(model._meta.db_table)} r"
-                    f" WHERE a.organization_id = %(org)s AND a.pms = %(pms)s AND a.{_q(fk)} IS NULL"
-                    f" AND (a.pms_refs ->> '{ref}') = r.external_id"
-                    f" AND r.organization_id = %(org)s AND r.id = ANY(%(ids)s)"
+                    f"UPDATE {_q(target.model._meta.db_table)} a SET {_q(fk)} = ("
+                    f" SELECT r.id FROM {_q(model._meta.db_table)} r WHERE r.organization_id = %(org)s"
+                    f" AND r.pms = %(pms)s AND r.external_id = a.pms_refs ->> '{ref}')"
+                    f" WHERE a.organization_id = %(org)s AND a.{_q(fk)} IS NULL"
+                    f" AND (a.pms_refs ->> '{ref}') = ANY(%(ids)s) AND a.pms = %(pms)s"
                     f" RETURNING {patient}",
-                    {"org": self.organization.pk, "pms": self.pms, "ids": created_ids},
+                    {"org": self.organization.pk, "pms": self.pms, "ids": external_ids},
                 )
                 touched.update(row[0] for row in cursor.fetchall() if row[0] is not None)
         return touched
