@@ -68,7 +68,10 @@ class PmsConnectionForm(forms.ModelForm):
 
     class Meta:
         model = PmsConnection
-        fields = ("organization", "kind", "base_url", "sync_interval_minutes", "status", "status_detail")
+        fields = (
+            "organization", "kind", "base_url", "sync_interval_minutes", "rate_limit_per_minute", "status",
+            "status_detail",
+        )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -110,6 +113,7 @@ class PmsConnectionAdmin(TenantAdminMixin, admin.ModelAdmin):
                 api_key=form.cleaned_data.get("api_key") or None,
                 base_url=obj.base_url,
                 sync_interval_minutes=form.cleaned_data.get("sync_interval_minutes"),
+                rate_limit_per_minute=form.cleaned_data.get("rate_limit_per_minute") or 0,
             )
         except ValidationError as exc:
             raise ValidationError(exc.messages) from None

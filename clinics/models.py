@@ -182,6 +182,12 @@ class PmsConnection(TenantModel):
     sync_interval_minutes = models.PositiveIntegerField(
         default=60, help_text="How often the scheduler syncs this connection; 0: only when asked"
     )
+    rate_limit_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="The PMS's request limit for this account when it is not the PMS's default (Cliniko "
+        "raises its 200 a minute on request; a sandbox may allow more); Routiq paces just under it",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

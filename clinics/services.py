@@ -99,8 +99,10 @@ def pms_connection_set(
     api_key: str | None = None,
     base_url: str | None = None,
     sync_interval_minutes: int | None = None,
+    rate_limit_per_minute: int | None = None,
 ) -> PmsConnection:
-    """Create or update the organization's connection to one PMS (`None`: keep as is)."""
+    """Create or update the organization's connection to one PMS (`None`: keep as is;
+    `rate_limit_per_minute=0`: back to the PMS's default limit)."""
     if kind not in PmsKind.values:
         raise ValidationError(f"kind must be one of {', '.join(PmsKind.values)}", code="invalid_kind")
     connection = PmsConnection.objects.for_org(organization).filter(kind=kind).first()
@@ -116,6 +118,10 @@ def pms_connection_set(
         if not 0 <= sync_interval_minutes <= 7 * 24 * 60:
             raise ValidationError("sync_interval_minutes must be from 0 to 10080", code="invalid")
         connection.sync_interval_minutes = sync_interval_minutes
+    if rate_limit_per_minute is not None:
+        if not 0 <= rate_limit_per_minute <= 100_000:
+            raise ValidationError("rate_limit_per_minute must be from 0 to 100000", code="invalid")
+        connection.rate_limit_per_minute = rate_limit_per_minute or None
     connection.status = ConnectionStatus.ACTIVE
     connection.status_detail = ""
     connection.full_clean(exclude=["credentials_ciphertext"])

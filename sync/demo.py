@@ -1,4 +1,9 @@
-"""The demo clinic: an organization, an admin login, and a generated clinic loaded into it."""
+"""The demo clinic: an organization, an admin login, and a generated clinic.
+
+The quickstart (`bin/start`) serves the generated clinic from the Cliniko simulator and
+imports it through a real sync (`demo_organization_ensure` + `demo_connection_ensure`);
+`demo_clinic_ensure` loads it straight into the database instead (benchmarks, `demo_clinic`).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from clinics import services as clinic_services
-from clinics.models import Organization, Role
+from clinics.models import Organization, PmsConnection, Role
 from clinics.rls import tenant_scope
+from clinics.tenancy import PmsKind
 from patients.models import Patient
 from sync.loader import LoadResult, synthetic_clinic_load
 from sync.synthetic import ClinicSpec, generate_clinic
@@ -49,6 +55,24 @@ def demo_clinic_ensure(
     today = today or timezone.now().astimezone(zoneinfo.ZoneInfo(time_zone)).date()
     spec = ClinicSpec(seed=seed, patients=patients, time_zone=time_zone, today=today)
     clinic = generate_clinic(spec)  # validates the size before anything is written
+    demo = demo_organization_ensure(
+        org_id=org_id, name=name, time_zone=time_zone, reset=reset, admin_username=admin_username
+    )
+    with tenant_scope(org_id):
+        if not Patient.objects.for_org(demo.organization).exists():
+            demo.loaded = synthetic_clinic_load(demo.organization, clinic=clinic, progress=progress)
+    return demo
+
+
+def demo_organization_ensure(
+    *,
+    org_id: str = DEMO_ORG_ID,
+    name: str = DEMO_ORG_NAME,
+    time_zone: str = "Australia/Melbourne",
+    reset: bool = False,
+    admin_username: str = "admin",
+) -> DemoClinic:
+    """The demo organization and its admin login, with no clinic data (idempotent)."""
     with tenant_scope(org_id):
         organization = Organization.objects.filter(pk=org_id).first()
         if organization is not None and reset:
@@ -63,10 +87,21 @@ def demo_clinic_ensure(
             organization, username=admin_username, password=password, role=Role.ADMIN, is_staff=True
         )
         get_user_model().objects.filter(username=admin_username).update(is_superuser=True)
-        loaded = None
-        if not Patient.objects.for_org(organization).exists():
-            loaded = synthetic_clinic_load(organization, clinic=clinic, progress=progress)
-    return DemoClinic(organization, admin_username, password, loaded)
+    return DemoClinic(organization, admin_username, password, None)
+
+
+def demo_connection_ensure(
+    organization: Organization, *, base_url: str, api_key: str, rate_limit_per_minute: int
+) -> PmsConnection:
+    """Point the demo organization's Cliniko connection at a simulator."""
+    with tenant_scope(organization):
+        return clinic_services.pms_connection_set(
+            organization,
+            kind=PmsKind.CLINIKO,
+            api_key=api_key,
+            base_url=base_url,
+            rate_limit_per_minute=rate_limit_per_minute,
+        )
 
 
 def _admin_password() -> str:

@@ -31,11 +31,21 @@ SCHEDULE_PREFIX = "sync:connection:"
 TASK = "sync.tasks.sync_run_task"
 
 
-def client_options(kind: str = "") -> dict[str, Any]:
-    """What every PMS client built for a sync is given, from settings."""
-    rates = {"cliniko": settings.CLINIKO_RATE_PER_MINUTE}
+# Pacing stays this far under a connection's own limit (195 of Cliniko's 200).
+PACING_SHARE = 0.975
+
+
+def pacing_rate(connection: PmsConnection) -> float | None:
+    """Requests a minute to pace this connection at (None: the client's own default)."""
+    if connection.rate_limit_per_minute:
+        return connection.rate_limit_per_minute * PACING_SHARE
+    return {"cliniko": settings.CLINIKO_RATE_PER_MINUTE}.get(connection.kind)
+
+
+def client_options(connection: PmsConnection) -> dict[str, Any]:
+    """What every PMS client built for a sync is given, from settings and the connection."""
     return {
-        "rate_per_minute": rates.get(kind),
+        "rate_per_minute": pacing_rate(connection),
         "max_attempts": settings.SYNC_MAX_ATTEMPTS,
         "backoff_base": settings.SYNC_BACKOFF_BASE,
         "backoff_cap": settings.SYNC_BACKOFF_CAP,
@@ -165,7 +175,7 @@ def sync_run_execute(
     counter = base.EventCounter()
     try:
         adapter = base.adapter_for(
-            connection, on_event=counter, **{**client_options(connection.kind), **(adapter_options or {})}
+            connection, on_event=counter, **{**client_options(connection), **(adapter_options or {})}
         )
     except (PmsError, base.UnknownPmsKind, ValueError) as exc:
         return _fail(run, getattr(exc, "code", "PMS_UNAVAILABLE"), str(exc))

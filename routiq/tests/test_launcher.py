@@ -43,9 +43,10 @@ def launcher_env(tmp_path, db):
 
 @pytest.mark.slow
 def test_start_serves_admin_health_and_demo_then_stops(launcher_env):
-    port = free_port()
+    port, simulator_port = free_port(), free_port()
     result = subprocess.run(
-        [sys.executable, "-m", "routiq.launcher", "--check", "--patients", "50", "--port", str(port)],
+        [sys.executable, "-m", "routiq.launcher", "--check", "--patients", "50", "--port", str(port),
+         "--simulator-port", str(simulator_port)],
         cwd=ROOT, env=launcher_env, capture_output=True, text=True, timeout=240,
     )
     output = result.stdout + result.stderr
@@ -53,8 +54,13 @@ def test_start_serves_admin_health_and_demo_then_stops(launcher_env):
     assert "Routiq is running" in output
     assert "Login:   admin / " in output
     assert "curl -H 'Authorization: Bearer " in output
-    for path in ("/admin/login/", "/static/admin/css/base.css", "/api/schema/", "/api/v1/organizations/"):
+    for path in ("/admin/login/", "/static/admin/css/base.css", "/api/schema/", "/api/v1/organizations/",
+                 "/api/v1/cliniko/status/"):
         assert re.search(rf"check {re.escape(path)}\S*: 200", output), path
-    # The server and worker were stopped with the launcher: the port is free again.
-    with socket.socket() as sock:
-        assert sock.connect_ex(("127.0.0.1", port)) != 0
+    # The demo clinic came through a real sync from the simulator, carried out by the worker.
+    assert re.search(r"sync \d+ completed: [\d,]+ records", output), output[-3000:]
+    assert "check demo patients imported: 50" in output
+    # The server, worker and simulator were stopped with the launcher: the ports are free again.
+    for used in (port, simulator_port):
+        with socket.socket() as sock:
+            assert sock.connect_ex(("127.0.0.1", used)) != 0

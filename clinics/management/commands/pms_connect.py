@@ -20,6 +20,11 @@ class Command(BaseCommand):
         parser.add_argument("kind", choices=PmsKind.values)
         parser.add_argument("--api-key", required=True)
         parser.add_argument("--base-url", default=None, help="Override for sandboxes and simulators")
+        parser.add_argument(
+            "--rate-limit", type=int, default=None,
+            help="The PMS's requests per minute for this account, if not its default (0: the default)",
+        )
+        parser.add_argument("--sync-interval", type=int, default=None, help="Minutes between syncs; 0: none")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -33,6 +38,8 @@ class Command(BaseCommand):
                     kind=options["kind"],
                     api_key=options["api_key"],
                     base_url=options["base_url"],
+                    rate_limit_per_minute=options["rate_limit"],
+                    sync_interval_minutes=options["sync_interval"],
                 )
                 audit_record(
                     organization,
