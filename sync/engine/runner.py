@@ -144,7 +144,9 @@ class SyncEngine:
         self.clock = clock
         self.sleep = sleep
         self.progress = progress
-        self.stats: dict[str, dict[str, int]] = {}
+        # A run taken over from a dead worker goes on counting from what that one committed.
+        self.stats: dict[str, dict[str, int]] = {r: dict(c) for r, c in (run.stats or {}).items()}
+        self._earlier = (run.requests, run.rate_limited, run.retries)
         self.log: list[dict[str, Any]] = list(run.log or [])
         self.errors: list[PmsError] = []
         self.capped = False
@@ -327,9 +329,9 @@ class SyncEngine:
         run = self.run
         run.pages += pages
         run.stats = self.stats
-        run.requests = self.counter.requests
-        run.rate_limited = self.counter.rate_limited
-        run.retries = self.counter.retries
+        run.requests = self._earlier[0] + self.counter.requests
+        run.rate_limited = self._earlier[1] + self.counter.rate_limited
+        run.retries = self._earlier[2] + self.counter.retries
         run.heartbeat_at = timezone.now()
         run.log = self.log[-LOG_LIMIT:]
         if resource is not None and total is not None:

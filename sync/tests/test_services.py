@@ -232,3 +232,35 @@ def test_the_scheduled_task_syncs_fully_at_first_then_incrementally(
     sim.clock.advance(120)
     assert services.sync_scheduled_run(connection.pk).mode == "full"
     assert services.sync_scheduled_run(999_999) is None
+
+
+def test_a_redelivered_task_takes_over_its_own_run_once_the_worker_is_silent(world, sim, connection, monkeypatch):
+    """The job queue hands a dead worker's task to another worker: it claims the same run
+    (only once the heartbeat is stale) and finishes it, counting on from what was committed."""
+    real_write = store.PageWriter.write
+    calls = {"n": 0}
+
+    def write_then_die(self, resource, items):
+        result = real_write(self, resource, items)
+        calls["n"] += resource == "patient"
+        if calls["n"] == 1 and resource == "patient":
+            raise Killed
+        return result
+
+    options = {"options": FAST_OPTIONS, "adapter_options": fast_adapter_options(sim), "clock": sim_clock(sim)}
+    run, _ = services.sync_run_request(world.org_a, connection=connection)
+    monkeypatch.setattr(store.PageWriter, "write", write_then_die)
+    with pytest.raises(Killed):
+        services.sync_run_execute(run.pk, world.org_a.pk, **options)
+    monkeypatch.setattr(store.PageWriter, "write", real_write)
+    assert services.sync_run_execute(run.pk, world.org_a.pk, **options) is None  # still "alive"
+    with tenant_scope(world.org_a):
+        before = SyncRun.objects.get(pk=run.pk)
+        SyncRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    finished = services.sync_run_execute(run.pk, world.org_a.pk, **options)
+    assert finished.pk == run.pk and finished.status == "completed"
+    assert finished.requests > before.requests > 0
+    # Counted on: the location already stored is read again (lookback) but not created twice.
+    assert finished.stats["location"]["created"] == before.stats["location"]["created"] == 1
+    assert finished.stats["location"]["fetched"] == before.stats["location"]["fetched"] + 1
+    assert held(world.org_a, Patient).count() == 60 and finished.stats["patient"]["created"] == 60
