@@ -16,10 +16,8 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
-from urllib.parse import quote
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from harness import REPO_ROOT, server_settings, url
 
 
 def run_child(patients: int, seed: int) -> None:
@@ -56,22 +54,6 @@ def run_child(patients: int, seed: int) -> None:
             }
         )
     )
-
-
-def server_settings() -> dict[str, str]:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "routiq.settings")
-    # Creating and dropping benchmark databases needs the server's superuser (embedded mode).
-    os.environ.setdefault("ROUTIQ_DB_ROLE", "superuser")
-    sys.path.insert(0, str(REPO_ROOT))
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    return {"USER": db["USER"], "HOST": str(db["HOST"]), "PORT": str(db["PORT"] or 5432)}
-
-
-def url(server: dict[str, str], name: str) -> str:
-    host = quote(server["HOST"], safe="") if server["HOST"].startswith("/") else server["HOST"]
-    return f"postgresql://{server['USER']}@{host}:{server['PORT']}/{name}"
 
 
 def measure(server: dict[str, str], patients: int, seed: int, *, keep: bool) -> dict[str, float]:

@@ -129,8 +129,9 @@ Q_CLUSTER = {
     "name": "routiq",
     "workers": env.int("Q_WORKERS", default=2),
     # retry must exceed timeout, or a slow task is handed to a second worker while it runs.
-    "timeout": env.int("Q_TIMEOUT", default=600),
-    "retry": env.int("Q_RETRY", default=720),
+    # A full sync of a large clinic at Cliniko's 200 requests a minute takes over an hour.
+    "timeout": env.int("Q_TIMEOUT", default=7200),
+    "retry": env.int("Q_RETRY", default=7500),
     "max_attempts": 3,
     "catch_up": False,
     "save_limit": 1000,
@@ -230,8 +231,9 @@ SYNC_BREAKER_RESET_SECONDS = env.float("SYNC_BREAKER_RESET_SECONDS", default=60.
 # Per resource: attempts after the client gave up on a transient failure, resuming each time.
 SYNC_RESOURCE_ATTEMPTS = env.int("SYNC_RESOURCE_ATTEMPTS", default=3)
 SYNC_RESOURCE_RETRY_DELAY = env.float("SYNC_RESOURCE_RETRY_DELAY", default=10.0)
-# A listing's window ends this long before now, so rows changing mid-listing leave it.
-SYNC_WINDOW_MARGIN_SECONDS = env.float("SYNC_WINDOW_MARGIN_SECONDS", default=30.0)
+# A listing's window ends this long before now: rows changing mid-listing leave it, and a row
+# committed up to this late (an `updated_at` older than its commit) is still read next time.
+SYNC_WINDOW_MARGIN_SECONDS = env.float("SYNC_WINDOW_MARGIN_SECONDS", default=120.0)
 # Share of a resource's rows a reconciliation may remove; above it, nothing is removed.
 SYNC_DELETE_CAP = env.float("SYNC_DELETE_CAP", default=0.05)
 # A scheduled run becomes a full one (re-read and reconcile) when the last was this long ago.
@@ -239,6 +241,8 @@ SYNC_FULL_EVERY_HOURS = env.float("SYNC_FULL_EVERY_HOURS", default=24.0)
 # Running runs stamp a heartbeat; one silent for SYNC_STALE_SECONDS lost its worker.
 SYNC_HEARTBEAT_SECONDS = env.float("SYNC_HEARTBEAT_SECONDS", default=15.0)
 SYNC_STALE_SECONDS = env.float("SYNC_STALE_SECONDS", default=90.0)
+# A queued run no worker took for this long lost its task; the next trigger replaces it.
+SYNC_QUEUED_STALE_SECONDS = env.float("SYNC_QUEUED_STALE_SECONDS", default=3600.0)
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = True

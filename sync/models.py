@@ -85,6 +85,9 @@ class SyncRun(TenantModel):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="The worker running it was alive")
     worker = models.CharField(max_length=100, blank=True)
+    claim = models.CharField(
+        max_length=32, blank=True, help_text="Set by the worker that claimed the run; its writes check it"
+    )
     current_resource = models.CharField(max_length=32, blank=True)
     stats = models.JSONField(default=dict, blank=True)
     pages = models.PositiveIntegerField(default=0)

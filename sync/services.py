@@ -7,19 +7,20 @@ The PMS is the source of truth and is only ever read: nothing here writes to it.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import Min, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from clinics.models import ConnectionStatus, Organization, PmsConnection
 from clinics.rls import cross_tenant_scope, tenant_scope
-from sync.engine.runner import SyncEngine, SyncOptions, run_summary, worker_label
+from sync.engine.runner import RunLost, SyncEngine, SyncOptions, run_summary, worker_label
 from sync.models import ACTIVE_STATUSES, SyncCursor, SyncMode, SyncRun, SyncStatus, SyncTrigger
 from sync.pms import base
 from sync.pms.errors import PmsError
@@ -61,7 +62,10 @@ def _stale_before() -> datetime:
 
 
 def sync_run_is_stale(run: SyncRun) -> bool:
-    """Running, but its worker has not stamped a heartbeat for SYNC_STALE_SECONDS."""
+    """Running, but its worker has not stamped a heartbeat for SYNC_STALE_SECONDS; or queued
+    for SYNC_QUEUED_STALE_SECONDS with no worker taking it (its task was lost)."""
+    if run.status == SyncStatus.QUEUED:
+        return run.created_at < timezone.now() - timedelta(seconds=settings.SYNC_QUEUED_STALE_SECONDS)
     beat = run.heartbeat_at or run.started_at
     return run.status == SyncStatus.RUNNING and (beat is None or beat < _stale_before())
 
@@ -120,12 +124,19 @@ def _active_run(organization: Organization, connection: PmsConnection) -> SyncRu
 
 
 def _close_lost(run: SyncRun) -> None:
-    logger.warning("sync run %s lost its worker (%s); closing it", run.pk, run.worker or "unknown")
+    queued = run.status == SyncStatus.QUEUED
+    logger.warning(
+        "sync run %s (%s) lost its worker (%s); closing it", run.pk, run.status, run.worker or "none"
+    )
     SyncRun.objects.for_org(run.organization_id).filter(pk=run.pk).update(
         status=SyncStatus.FAILED,
         finished_at=timezone.now(),
-        error_code="WORKER_LOST",
-        error_message="The worker running this sync stopped; a new run resumes where it left off.",
+        error_code="QUEUE_LOST" if queued else "WORKER_LOST",
+        error_message=(
+            "No worker took this sync from the queue; a new run replaces it."
+            if queued
+            else "The worker running this sync stopped; a new run resumes where it left off."
+        ),
     )
 
 
@@ -153,6 +164,7 @@ def sync_run_execute(
         claimable = Q(status=SyncStatus.QUEUED) | Q(
             status=SyncStatus.RUNNING, heartbeat_at__lt=_stale_before()
         )
+        claim = uuid.uuid4().hex
         claimed = (
             SyncRun.objects.for_org(organization_id)
             .filter(claimable, pk=run_id)
@@ -161,6 +173,7 @@ def sync_run_execute(
                 started_at=Coalesce("started_at", now),
                 heartbeat_at=now,
                 worker=worker_label(),
+                claim=claim,
             )
         )
         if not claimed:
@@ -191,6 +204,14 @@ def sync_run_execute(
     )
     try:
         return engine.execute()
+    except RunLost:
+        logger.warning("sync run %s was taken over by another worker; this one stops", run_id)
+        return None
+    except DatabaseError as exc:
+        # The first line only: PostgreSQL's DETAIL and CONTEXT may quote a row (personal data).
+        first_line = str(exc).splitlines()[0][:200] if str(exc) else ""
+        logger.error("sync run %s failed on the database: %s: %s", run_id, type(exc).__name__, first_line)
+        return _fail(run, "INTERNAL_ERROR", "The sync failed on the database; see the worker's log.")
     except Exception:
         logger.exception("sync run %s failed unexpectedly", run_id)
         return _fail(run, "INTERNAL_ERROR", "The sync failed unexpectedly; see the worker's log.")
@@ -198,16 +219,23 @@ def sync_run_execute(
         adapter.close()
 
 
-def _fail(run: SyncRun, code: str, message: str) -> SyncRun:
+def _fail(run: SyncRun, code: str, message: str) -> SyncRun | None:
+    """Close a run this worker claimed as failed (None if it is no longer this worker's)."""
     with tenant_scope(run.organization_id):
         run.status, run.finished_at = SyncStatus.FAILED, timezone.now()
         run.error_code, run.error_message = code[:40], message[:500]
-        SyncRun.objects.for_org(run.organization_id).filter(pk=run.pk).update(
-            status=run.status,
-            finished_at=run.finished_at,
-            error_code=run.error_code,
-            error_message=run.error_message,
+        closed = (
+            SyncRun.objects.for_org(run.organization_id)
+            .filter(pk=run.pk, claim=run.claim, status=SyncStatus.RUNNING)
+            .update(
+                status=run.status,
+                finished_at=run.finished_at,
+                error_code=run.error_code,
+                error_message=run.error_message,
+            )
         )
+        if not closed:
+            return None
         sync_run_announce("finished", run_summary(run))
     return run
 

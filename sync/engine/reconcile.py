@@ -21,7 +21,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef
 
 from clinics.models import Organization, PmsConnection
-from sync.engine.store import TARGETS, PageResult, PageWriter
+from sync.engine.store import TARGETS, PageResult, PageWriter, pointed_at_by
 from sync.models import ReconciliationSeen, SyncCursor
 from sync.pms import base
 
@@ -106,7 +106,12 @@ def apply_removals(
         return
     ids = [pk for pk, _ in missing]
     if ids:
-        TARGETS[resource].model.objects.for_org(organization).filter(pk__in=ids).delete()
+        model = TARGETS[resource].model
+        # What points at a removed row stays (its own reconciliation decides about it, under its
+        # own cap); it only loses the link, and gets it back if the row ever returns.
+        for target, ref in pointed_at_by(model):
+            target.model.objects.for_org(organization).filter(**{f"{ref}__in": ids}).update(**{ref: None})
+        model.objects.for_org(organization).filter(pk__in=ids).delete()
         outcome.removed_ids = ids
 
 

@@ -1,14 +1,22 @@
 """One sync run: every resource in dependency order, page by page, each page committed with
 its cursor and the run's counts, so a crash re-reads at most one page.
 
-Per resource, a listing is a window `[since, until)` of PMS `updated_at`:
-- incremental: from the stored watermark minus the adapter's lookback;
+Per resource, a listing is a window `(after, until)` of PMS `updated_at`:
+- incremental: after the stored watermark (minus the adapter's lookback, for a PMS whose
+  change filter is imprecise);
 - full (asked for, or the first sync of that resource): from the beginning of time, noting
   every id listed so that the end of the pass can reconcile hard deletions;
-- `until` is now minus a small margin, so records changing while the listing runs leave the
-  window (the adapter sees the window shrink) instead of shifting rows past a page boundary.
-The watermark only ever moves to the newest `updated_at` actually stored, never to our own
-clock, so a PMS whose clock is behind ours cannot make a change invisible.
+- `until` is now minus the window margin (2 minutes). Records changing while the listing runs
+  leave the window (the adapter sees it shrink) instead of shifting rows past a page boundary,
+  and a record committed late, with an `updated_at` older than its commit, still lands after
+  the watermark as long as its delay is within the margin (the reference's "safety margin").
+The watermark only ever moves to the newest `updated_at` actually stored, never past `until`
+(a future-dated record cannot freeze it) and never to our own clock (a PMS whose clock is
+behind ours cannot make a change invisible).
+
+A run is fenced by its claim: every write of its state checks the claim it was started with,
+and a worker that lost its run (taken over after its heartbeat went stale) stops at its next
+page, whose transaction rolls back.
 
 Transient PMS failures that outlast the client's retries are retried per resource, resuming
 from the last committed page; refused credentials stop the run and mark the connection as
@@ -43,6 +51,11 @@ from sync.signals import sync_run_announce
 
 logger = logging.getLogger(__name__)
 
+
+class RunLost(Exception):
+    """The run was taken over by another worker (this one was thought dead): stop, write nothing."""
+
+
 COUNT_NAMES = ("fetched", "created", "updated", "unchanged", "archived", "deleted", "failed")
 LOG_LIMIT = 200
 
@@ -50,7 +63,7 @@ LOG_LIMIT = 200
 @dataclass(frozen=True)
 class SyncOptions:
     page_size: int = 100
-    window_margin: timedelta = timedelta(seconds=30)
+    window_margin: timedelta = timedelta(seconds=120)
     delete_cap: float = 0.05
     allow_mass_delete: bool = False
     resource_attempts: int = 3
@@ -88,7 +101,7 @@ class Heartbeat:
     run whose worker was killed can be told from one that is only waiting on the PMS."""
 
     def __init__(self, run: SyncRun, interval: float) -> None:
-        self.run_id, self.org_id, self.interval = run.pk, run.organization_id, interval
+        self.run_id, self.org_id, self.claim, self.interval = run.pk, run.organization_id, run.claim, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"sync-heartbeat-{run.pk}", daemon=True)
 
@@ -110,8 +123,8 @@ class Heartbeat:
                         cursor.execute("SELECT set_config('app.org_id', %s, true)", [self.org_id])
                         cursor.execute(
                             f'UPDATE "{SyncRun._meta.db_table}" SET heartbeat_at = now()'
-                            " WHERE id = %s AND status = 'running'",
-                            [self.run_id],
+                            " WHERE id = %s AND organization_id = %s AND claim = %s AND status = 'running'",
+                            [self.run_id, self.org_id, self.claim],
                         )
                     db.commit()
                 except DatabaseError:
@@ -204,7 +217,7 @@ class SyncEngine:
             flight = self._flight(cursor)
             if flight["full"] and not cursor.in_flight:
                 reconcile.forget_pass(self.organization, cursor)
-            SyncCursor.objects.filter(pk=cursor.pk).update(in_flight=flight)
+            self._cursors.filter(pk=cursor.pk).update(in_flight=flight)
             self._set_current(resource)
         writer = PageWriter(
             organization=self.organization,
@@ -213,10 +226,10 @@ class SyncEngine:
             run_id=self.run.pk,
             now=timezone.now(),
         )
-        since, resume = _parse(flight["since"]), flight["resume"]
+        after, resume = _parse(flight.get("after")), flight["resume"]
         until = self.clock() - self.options.window_margin
         for page in self.adapter.iter_changes(
-            resource, since=since, until=until, resume=resume, page_size=self.options.page_size
+            resource, after=after, until=until, resume=resume, page_size=self.options.page_size
         ):
             with tenant_scope(self.organization):
                 result = writer.write(resource, page.items)
@@ -226,11 +239,11 @@ class SyncEngine:
                 if page.max_updated_at is not None and (newest is None or page.max_updated_at > newest):
                     flight["max_seen"] = _iso(page.max_updated_at)
                 flight["resume"] = page.resume
-                SyncCursor.objects.filter(pk=cursor.pk).update(in_flight=flight)
+                self._cursors.filter(pk=cursor.pk).update(in_flight=flight)
                 self._count(resource, result.counts())
                 self._save_progress(pages=1, total=page.total, resource=resource)
                 self._announce(resource, result)
-        self._complete_listing(resource, cursor, flight, writer)
+        self._complete_listing(resource, cursor, flight, writer, until)
 
     def _flight(self, cursor: SyncCursor) -> dict[str, Any]:
         """The listing to run: the interrupted one if any (a full pass also serves an
@@ -240,27 +253,28 @@ class SyncEngine:
         if current and (current.get("full") or not full):
             self._note("resource_resumed", resource=cursor.resource, full=current.get("full"))
             return dict(current)
-        since = None if full else cursor.watermark - self.adapter.lookback
+        after = None if full else cursor.watermark - self.adapter.lookback
         return {
             "full": full,
-            "since": _iso(since),
+            "after": _iso(after),
             "resume": None,
             "max_seen": _iso(cursor.watermark),
             "started_at": _iso(timezone.now()),
         }
 
     def _complete_listing(
-        self, resource: str, cursor: SyncCursor, flight: dict[str, Any], writer: PageWriter
+        self, resource: str, cursor: SyncCursor, flight: dict[str, Any], writer: PageWriter, until: datetime
     ) -> None:
         outcome = None
         if flight["full"]:
             outcome = self._reconcile(resource, cursor, writer)
+        newest = _parse(flight["max_seen"])
         with tenant_scope(self.organization):
-            updates: dict[str, Any] = {"in_flight": None, "watermark": _parse(flight["max_seen"])}
+            updates: dict[str, Any] = {"in_flight": None, "watermark": min(newest, until) if newest else None}
             if flight["full"]:
                 updates["last_full_at"] = timezone.now()
                 reconcile.forget_pass(self.organization, cursor)
-            SyncCursor.objects.filter(pk=cursor.pk).update(**updates)
+            self._cursors.filter(pk=cursor.pk).update(**updates)
             self._note(
                 "resource_completed",
                 resource=resource,
@@ -319,9 +333,23 @@ class SyncEngine:
         for name, value in counts.items():
             totals[name] = totals.get(name, 0) + value
 
+    @property
+    def _cursors(self) -> Any:
+        return SyncCursor.objects.for_org(self.organization)
+
+    def _update_run(self, **fields: Any) -> None:
+        """Write the run's state, if it is still ours (see the module docstring)."""
+        updated = (
+            SyncRun.objects.for_org(self.organization)
+            .filter(pk=self.run.pk, claim=self.run.claim, status=SyncStatus.RUNNING)
+            .update(**fields)
+        )
+        if not updated:
+            raise RunLost(f"sync run {self.run.pk} was taken over by another worker")
+
     def _set_current(self, resource: str) -> None:
         self.run.current_resource = resource
-        SyncRun.objects.filter(pk=self.run.pk).update(current_resource=resource)
+        self._update_run(current_resource=resource)
 
     def _save_progress(
         self, *, pages: int = 0, total: int | None = None, resource: str | None = None
@@ -336,7 +364,7 @@ class SyncEngine:
         run.log = self.log[-LOG_LIMIT:]
         if resource is not None and total is not None:
             self.stats[resource]["listed_total"] = max(self.stats[resource].get("listed_total", 0), total)
-        SyncRun.objects.filter(pk=run.pk).update(
+        self._update_run(
             pages=run.pages,
             stats=run.stats,
             requests=run.requests,
@@ -351,7 +379,7 @@ class SyncEngine:
 
     def _save_reconciliation(self, resource: str, outcome: reconcile.Reconciliation) -> None:
         self.run.reconciliation = {**self.run.reconciliation, resource: outcome.summary()}
-        SyncRun.objects.filter(pk=self.run.pk).update(reconciliation=self.run.reconciliation)
+        self._update_run(reconciliation=self.run.reconciliation)
 
     def _announce(self, resource: str, result: PageResult) -> None:
         change = RecordsChanged(
@@ -416,7 +444,7 @@ class SyncEngine:
         run.current_resource = ""
         with tenant_scope(self.organization):
             self._save_progress()
-            SyncRun.objects.filter(pk=run.pk).update(
+            self._update_run(
                 status=run.status,
                 finished_at=run.finished_at,
                 error_code=run.error_code,

@@ -80,6 +80,11 @@ for _target in TARGETS.values():
         _POINTED_AT_BY.setdefault(_model, []).append((_target, _ref))
 
 
+def pointed_at_by(model: type[models.Model]) -> list[tuple[Target, str]]:
+    """The (target, ref) pairs whose rows hold a foreign key to `model`."""
+    return list(_POINTED_AT_BY.get(model, []))
+
+
 @dataclass
 class PageResult:
     fetched: int = 0
@@ -202,7 +207,7 @@ written AS (
     FROM incoming s
     ON CONFLICT (organization_id, pms, external_id) DO UPDATE SET
         {", ".join(assignments)}, last_synced_at = EXCLUDED.last_synced_at
-    WHERE coalesce(EXCLUDED.pms_updated_at >= t.pms_updated_at, true)
+    WHERE coalesce(EXCLUDED.pms_updated_at >= t.pms_updated_at, t.pms_updated_at IS NULL)
       AND ({old_row}) IS DISTINCT FROM ({new_row})
     RETURNING t.id, t.external_id, (t.xmax = 0) AS created,
               (t.archived_at IS NOT NULL OR t.deleted_at IS NOT NULL) AS gone{returning_patient}
@@ -228,8 +233,11 @@ def _row(mapped: Mapped, columns: tuple[_Column, ...]) -> dict[str, Any]:
             row["pms_refs"] = mapped.pms_refs
             continue
         value = values.get(column.attname, column.default)
-        if column.max_length is not None and isinstance(value, str) and len(value) > column.max_length:
-            raise MappingError(f"{column.attname} is longer than {column.max_length} characters")
+        if isinstance(value, str):
+            # PostgreSQL text cannot hold NUL; no PMS field means anything by one.
+            value = value.replace("\x00", "")
+            if column.max_length is not None and len(value) > column.max_length:
+                raise MappingError(f"{column.attname} is longer than {column.max_length} characters")
         row[column.name] = value
     return row
 
@@ -252,9 +260,9 @@ class PageWriter:
         self.run_id = run_id
         self.now = now
         self.pms = connection.kind
-        self._quarantine_open = (
-            QuarantinedRecord.objects.for_org(organization).filter(connection=connection).exists()
-        )
+        # Whether this connection has quarantine entries to release; looked up on the first
+        # page, inside the tenant transaction (row-level security hides them outside one).
+        self._quarantine_open: bool | None = None
 
     def write(self, resource: str, items: list[dict[str, Any]]) -> PageResult:
         target = TARGETS[resource]
@@ -265,8 +273,11 @@ class PageWriter:
             try:
                 mapped = self.adapter.map(resource, payload)
                 row = _row(mapped, columns)
-            except (MappingError, TypeError, ValueError) as exc:
-                self._quarantine(resource, payload, str(exc))
+            except Exception as exc:  # any payload the mapper cannot read: quarantined, never fatal
+                reason = (
+                    str(exc) if isinstance(exc, MappingError) else f"unreadable record ({type(exc).__name__})"
+                )
+                self._quarantine(resource, payload, reason)
                 result.failed += 1
                 continue
             earlier = rows.get(mapped.external_id)
@@ -274,16 +285,29 @@ class PageWriter:
             # pages loosely): keep the newer copy, since one statement cannot write a row twice.
             if earlier is None or _newer(row, earlier[0]):
                 rows[mapped.external_id] = (row, payload)
+        refused: set[str] = set()
         if rows:
-            self._write_rows(target, list(rows.values()), result)
+            refused = self._write_rows(target, list(rows.values()), result)
         result.unchanged = result.fetched - result.failed - len(result.created) - len(result.updated)
-        if self._quarantine_open and rows:
-            self._release_quarantine(resource, list(rows))
+        stored = [external_id for external_id in rows if external_id not in refused]
+        if stored and self._has_quarantine():
+            self._release_quarantine(resource, stored)
         return result
+
+    def _has_quarantine(self) -> bool:
+        if self._quarantine_open is None:
+            self._quarantine_open = (
+                QuarantinedRecord.objects.for_org(self.organization)
+                .filter(connection=self.connection)
+                .exists()
+            )
+        return self._quarantine_open
 
     def _write_rows(
         self, target: Target, rows: list[tuple[dict[str, Any], dict[str, Any]]], result: PageResult
-    ) -> None:
+    ) -> set[str]:
+        """Write the rows; the external ids of those the database refused (quarantined)."""
+        refused: set[str] = set()
         try:
             with transaction.atomic():
                 returned = self._execute(target, [row for row, _ in rows])
@@ -301,6 +325,7 @@ class PageWriter:
                         returned += self._execute(target, [row])
                 except (DataError, IntegrityError) as row_error:
                     self._quarantine(target.resource, payload, _database_message(row_error))
+                    refused.add(row["external_id"])
                     result.failed += 1
         created_external_ids = []
         for row_id, external_id, created, newly_gone, patient_id in returned:
@@ -313,6 +338,7 @@ class PageWriter:
                 result.patient_ids.add(patient_id)
         if created_external_ids:
             result.patient_ids.update(self._link_waiting(target.model, created_external_ids))
+        return refused
 
     def _execute(self, target: Target, rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         params = {
@@ -355,8 +381,9 @@ class PageWriter:
             "org": self.organization.pk,
             "connection": self.connection.pk,
             "resource": resource,
-            "external_id": external_id,
-            "payload": json.dumps(payload, default=str),
+            "external_id": external_id.replace("\x00", ""),
+            # jsonb cannot hold U+0000; everything else is kept exactly as the PMS sent it.
+            "payload": json.dumps(payload, default=str).replace("\\u0000", "\\ufffd"),
             "error": error[:500],
             "run": self.run_id,
         }
@@ -369,7 +396,7 @@ class PageWriter:
             "%(org)s, %(connection)s, %(resource)s, %(external_id)s, %(payload)s::jsonb, %(error)s,"
             " %(run)s, now(), now(), 1"
         )
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
             if external_id:
                 cursor.execute(
                     f"INSERT INTO {table} ({columns}) VALUES ({values})"

@@ -82,22 +82,24 @@ class ChangePage:
 class PmsAdapter(Protocol):
     kind: str
     capabilities: Capabilities
-    # How far before a stored watermark a new listing starts again: covers records committed
-    # late with an older `updated_at`, and the PMS's clock granularity.
+    # How far before a stored watermark a new listing starts again, for a PMS whose change
+    # filter is imprecise (Nookal: its zone and inclusivity are unknown). Records committed
+    # late are the sync's window margin's business, not this.
     lookback: timedelta
 
     def iter_changes(
         self,
         resource: str,
         *,
-        since: datetime | None,
+        after: datetime | None,
         until: datetime | None = None,
         resume: dict[str, Any] | None = None,
         page_size: int = 100,
     ) -> Iterator[ChangePage]:
         """Pages of every record of `resource` (whatever its state: archived, cancelled and
-        deleted rows included) with `since <= updated_at < until`, oldest change first; no
-        lower bound when `since` is None. With `resume` (a page's token), continue there."""
+        deleted rows included) with `after < updated_at < until`, oldest change first; no
+        lower bound when `after` is None (a PMS whose filters are loose may return more, never
+        less). With `resume` (a page's token), continue there."""
         ...
 
     def fetch_by_ids(self, resource: str, ids: list[str]) -> list[dict[str, Any]]:

@@ -60,7 +60,7 @@ def run_sync(world: Any, sim: ClinikoSimulator, connection: PmsConnection) -> Ca
     def run(mode: str = "incremental", *, options: SyncOptions = FAST_OPTIONS, **extra: Any) -> SyncRun:
         # Time passes between a change in the PMS and the sync that reads it (more than the
         # window margin, so the change is inside the window).
-        sim.clock.advance(60)
+        sim.clock.advance(FAST_OPTIONS.window_margin.total_seconds() + 60)
         adapter_options = {**fast_adapter_options(sim), **extra.pop("adapter_options", {})}
         extra.setdefault("clock", sim_clock(sim))
         result, created = services.sync_run_now(

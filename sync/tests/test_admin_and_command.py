@@ -34,20 +34,27 @@ def fast(settings):
     settings.SYNC_BACKOFF_BASE = 0.001
 
 
-def test_sync_now_action_queues_a_run_and_says_so(superuser_client, world, connection,
-                                                  django_capture_on_commit_callbacks):
+def test_sync_now_action_queues_a_run_and_says_so(
+    superuser_client, world, connection, django_capture_on_commit_callbacks
+):
     url = reverse("admin:clinics_pmsconnection_changelist")
     with django_capture_on_commit_callbacks(execute=True):
-        response = superuser_client.post(url, {"action": "sync_now", "_selected_action": [connection.pk]},
-                                         follow=True)
+        response = superuser_client.post(
+            url, {"action": "sync_now", "_selected_action": [connection.pk]}, follow=True
+        )
     assert response.status_code == 200
     with tenant_scope(world.org_a):
         run = SyncRun.objects.for_org(world.org_a).get()
         assert run.trigger == "admin" and run.requested_by == "root" and run.mode == "incremental"
         assert AuditEvent.objects.for_org(world.org_a).filter(action="sync.trigger").count() == 1
-    assert f"Queued <a href=\"/admin/sync/syncrun/{run.pk}/change/\">sync {run.pk}</a>" in response.content.decode()
+    assert (
+        f'Queued <a href="/admin/sync/syncrun/{run.pk}/change/">sync {run.pk}</a>'
+        in response.content.decode()
+    )
     assert OrmQ.objects.count() == 1
-    again = superuser_client.post(url, {"action": "full_sync_now", "_selected_action": [connection.pk]}, follow=True)
+    again = superuser_client.post(
+        url, {"action": "full_sync_now", "_selected_action": [connection.pk]}, follow=True
+    )
     assert "is already queued" in again.content.decode()
 
 
@@ -71,11 +78,16 @@ def test_a_clinic_admin_sees_only_their_runs(client, world, connection, cliniko_
 
     other = cliniko_simulator_factory(api_key="othercommandkey01234-au1", rate_limit=0)
     with tenant_scope(world.org_b):
-        connection_b = pms_connection_set(world.org_b, kind="cliniko", api_key=other.api_key,
-                                          base_url=other.base_url)
-        SyncRun.objects.create(organization=world.org_b, connection=connection_b, pms="cliniko", trigger="api")
+        connection_b = pms_connection_set(
+            world.org_b, kind="cliniko", api_key=other.api_key, base_url=other.base_url
+        )
+        SyncRun.objects.create(
+            organization=world.org_b, connection=connection_b, pms="cliniko", trigger="api"
+        )
     with tenant_scope(world.org_a):
-        mine = SyncRun.objects.create(organization=world.org_a, connection=connection, pms="cliniko", trigger="api")
+        mine = SyncRun.objects.create(
+            organization=world.org_a, connection=connection, pms="cliniko", trigger="api"
+        )
     world.admin_a.is_staff = True
     world.admin_a.save()
     user_model = get_user_model()
@@ -100,7 +112,9 @@ def test_sync_command_inline_imports_and_reports(world, sim, connection, fast):
     assert run.trigger == "command" and run.mode == "full" or run.mode == "incremental"
 
 
-def test_sync_command_queues_for_the_worker_and_refuses_bad_input(world, connection, django_capture_on_commit_callbacks):
+def test_sync_command_queues_for_the_worker_and_refuses_bad_input(
+    world, connection, django_capture_on_commit_callbacks
+):
     out = StringIO()
     with django_capture_on_commit_callbacks(execute=True):
         call_command("sync", world.org_a.pk, "--full", "--no-wait", stdout=out)

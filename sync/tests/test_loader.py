@@ -29,7 +29,11 @@ def test_loads_every_generated_record_with_its_relations(world, clinic):
     result = load(world.org_a, clinic)
     org = world.org_a
     assert result.patients == Patient.objects.for_org(org).count() == 120
-    assert result.appointments == Appointment.objects.for_org(org).count() == sum(len(b.appointments) for b in bundles)
+    assert (
+        result.appointments
+        == Appointment.objects.for_org(org).count()
+        == sum(len(b.appointments) for b in bundles)
+    )
     assert result.invoices == Invoice.objects.for_org(org).count() == sum(len(b.invoices) for b in bundles)
     assert Location.objects.for_org(org).count() == len(clinic.businesses)
     assert Practitioner.objects.for_org(org).count() == len(clinic.practitioners)
@@ -63,7 +67,11 @@ def test_loaded_prices_and_normalised_contacts(world, clinic):
 def test_outcomes_of_a_loaded_clinic_are_all_present(world, clinic):
     load(world.org_a, clinic)
     counts = dict(
-        Appointment.objects.for_org(world.org_a).current().with_outcome().values_list("outcome").annotate(n=Count("id"))
+        Appointment.objects.for_org(world.org_a)
+        .current()
+        .with_outcome()
+        .values_list("outcome")
+        .annotate(n=Count("id"))
     )
     assert set(counts) == set(Outcome.ALL)
     assert counts[Outcome.ATTENDED] > counts[Outcome.DNA] > 0

@@ -38,7 +38,9 @@ def test_adapter_for_a_cliniko_connection_lists_from_the_simulator(world, simula
     assert not adapter.capabilities.reports_hard_deletes and adapter.capabilities.incremental
     assert adapter.client.base_url == simulator.api_url
     assert adapter.client.pacer.key == credential_key(simulator.api_key, namespace="cliniko")
-    listed = [item["id"] for page in adapter.iter_changes(base.PRACTITIONER, since=None) for item in page.items]
+    listed = [
+        item["id"] for page in adapter.iter_changes(base.PRACTITIONER, after=None) for item in page.items
+    ]
     assert set(listed) == set(simulator.store.ids("practitioners"))
     assert adapter.capabilities.lookup_by_id and adapter.lookback == adapter.client.lookback
     adapter.close()

@@ -98,3 +98,25 @@ def test_removal_allowance():
     assert removal_allowance(60, cap=0.05) == 3
     assert removal_allowance(10, cap=0.05) == 1  # a lone deletion in a small table
     assert removal_allowance(200_000, cap=0.05) == 10_000
+
+
+def test_removing_a_patient_keeps_the_appointments_the_pms_still_lists(world, sim, run_sync):
+    """Cliniko stops listing a patient it deleted (patients have no deleted filter), while
+    their appointments stay listed: the patient goes, the appointments stay, unlinked."""
+    run_sync()
+    patient = sim.store.ids("patients")[12]
+    mine = set(
+        held(world.org_a, Appointment)
+        .filter(patient__external_id=patient)
+        .values_list("external_id", flat=True)
+    )
+    invoices = held(world.org_a, Invoice).filter(patient__external_id=patient).count()
+    sim.store.soft_delete("patients", patient)
+    run = run_sync("full")
+    assert run.reconciliation["patient"]["deleted"] == 1 and mine
+    assert not held(world.org_a, Patient).filter(external_id=patient).exists()
+    kept = held(world.org_a, Appointment).filter(external_id__in=mine)
+    assert kept.count() == len(mine) and not kept.filter(patient__isnull=False).exists()
+    assert all(a.pms_refs["patient"] == patient for a in kept)  # relinked if the patient returns
+    assert held(world.org_a, Invoice).filter(pms_refs__patient=patient).count() == invoices
+    assert run.stats["appointment"]["deleted"] == 0

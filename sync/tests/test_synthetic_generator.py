@@ -78,8 +78,7 @@ def link_id(relation: dict[str, Any]) -> str:
 
 def fingerprint(clinic: SyntheticClinic) -> str:
     digest = hashlib.sha256()
-    reference = [clinic.businesses, clinic.practitioners, clinic.appointment_types,
-                 clinic.billable_items]
+    reference = [clinic.businesses, clinic.practitioners, clinic.appointment_types, clinic.billable_items]
     digest.update(json.dumps(reference, sort_keys=True).encode())
     for bundle in clinic.iter_patients():
         payload = [bundle.patient, bundle.appointments, bundle.invoices]
@@ -109,7 +108,8 @@ def test_same_seed_gives_identical_output_and_iteration_is_repeatable() -> None:
 
 def test_different_seed_gives_different_output() -> None:
     assert fingerprint(generate_clinic(ClinicSpec(seed=1, patients=60))) != fingerprint(
-        generate_clinic(ClinicSpec(seed=2, patients=60)))
+        generate_clinic(ClinicSpec(seed=2, patients=60))
+    )
 
 
 def test_any_patient_regenerates_on_its_own(world: Clinic) -> None:
@@ -130,8 +130,15 @@ def test_iter_patients_streams() -> None:
 
 def test_ids_are_numeric_strings_unique_across_all_resources(world: Clinic) -> None:
     clinic = world.clinic
-    groups = [clinic.businesses, clinic.practitioners, clinic.appointment_types,
-              clinic.billable_items, world.patients, world.appointments, world.invoices]
+    groups = [
+        clinic.businesses,
+        clinic.practitioners,
+        clinic.appointment_types,
+        clinic.billable_items,
+        world.patients,
+        world.appointments,
+        world.invoices,
+    ]
     ids = [record["id"] for group in groups for record in group]
     assert all(isinstance(key, str) and ID.match(key) for key in ids)
     assert len(ids) == len(set(ids))
@@ -158,8 +165,7 @@ SHAPES = [
     ("patient__single__GET_v1_patients_id.json", "patient"),
     ("patients__list__GET_v1_patients.json", "patient"),
     ("individual_appointment__single__GET_v1_individual_appointments_id.json", "appointment"),
-    ("individual_appointments__cancelled__GET_v1_individual_appointments_cancelled.json",
-     "cancelled"),
+    ("individual_appointments__cancelled__GET_v1_individual_appointments_cancelled.json", "cancelled"),
     ("invoices__list__GET_v1_invoices.json", "invoice"),
     ("appointment_type__single__GET_v1_appointment_types_id.json", "appointment_type"),
     ("business__single__GET_v1_businesses_id.json", "business"),
@@ -197,8 +203,7 @@ def _same_json_kind(expected: Any, actual: Any, key: str) -> bool:
 
 
 @pytest.mark.parametrize(("example_file", "kind"), SHAPES)
-def test_records_have_the_reference_payload_shape(world: Clinic, example_file: str,
-                                                  kind: str) -> None:
+def test_records_have_the_reference_payload_shape(world: Clinic, example_file: str, kind: str) -> None:
     example = _example(example_file)
     record = _generated(world, kind)
     missing = set(example) - set(record) - OMITTED.get(kind, set())
@@ -213,13 +218,17 @@ def test_records_have_the_reference_payload_shape(world: Clinic, example_file: s
 def test_timestamps_are_utc_and_never_run_backwards(world: Clinic) -> None:
     clinic = world.clinic
     records: Iterable[dict[str, Any]] = [
-        *clinic.businesses, *clinic.practitioners, *clinic.appointment_types,
-        *clinic.billable_items, *world.patients, *world.appointments, *world.invoices,
+        *clinic.businesses,
+        *clinic.practitioners,
+        *clinic.appointment_types,
+        *clinic.billable_items,
+        *world.patients,
+        *world.appointments,
+        *world.invoices,
     ]
     checked = 0
     for record in records:
-        stamps = {key: value for key, value in record.items()
-                  if key.endswith("_at") and value is not None}
+        stamps = {key: value for key, value in record.items() if key.endswith("_at") and value is not None}
         assert all(TIMESTAMP.match(value) for value in stamps.values()), record["id"]
         updated = parse(record["updated_at"])
         assert updated >= parse(record["created_at"]), record["id"]
@@ -227,8 +236,9 @@ def test_timestamps_are_utc_and_never_run_backwards(world: Clinic) -> None:
             if key in stamps:
                 assert parse(stamps[key]) >= parse(record["created_at"]), (record["id"], key)
                 assert updated >= parse(stamps[key]), (record["id"], key)
-        assert all(parse(value) <= SNAPSHOT for key, value in stamps.items()
-                   if key not in ("starts_at", "ends_at")), record["id"]
+        assert all(
+            parse(value) <= SNAPSHOT for key, value in stamps.items() if key not in ("starts_at", "ends_at")
+        ), record["id"]
         checked += 1
     assert checked > 5000
 
@@ -256,8 +266,9 @@ def test_cancellation_rates_are_near_target(world: Clinic) -> None:
 
 
 def test_rates_follow_the_spec_knobs() -> None:
-    spec = ClinicSpec(seed=3, patients=300, dna_rate=0.15, cancellation_rate=0.25,
-                      late_cancellation_share=0.6)
+    spec = ClinicSpec(
+        seed=3, patients=300, dna_rate=0.15, cancellation_rate=0.25, late_cancellation_share=0.6
+    )
     world = materialise(generate_clinic(spec))
     live = world.live_appointments
     cancelled = [a for a in live if a["cancelled_at"]]
@@ -277,7 +288,9 @@ def _reschedules(world: Clinic) -> int:
             count += any(
                 timedelta(0) <= parse(new["created_at"]) - cancelled_at <= timedelta(minutes=20)
                 and timedelta(0) < parse(new["starts_at"]) - starts_at <= timedelta(days=8)
-                for new in appointments if new is not old)
+                for new in appointments
+                if new is not old
+            )
     return count
 
 
@@ -291,13 +304,13 @@ def test_future_bookings_exist_and_are_plain_bookings(world: Clinic) -> None:
     kept = [a for a in future if a["cancelled_at"] is None]
     assert len(kept) > SPEC.patients * 0.1
     assert all(parse(a["starts_at"]).astimezone(ZONE).date() > SPEC.today for a in future)
-    assert not any(a["patient_arrived"] or a["did_not_arrive"] or a["invoice_status"]
-                   for a in future)
+    assert not any(a["patient_arrived"] or a["did_not_arrive"] or a["invoice_status"] for a in future)
     assert all(parse(a["starts_at"]) - SNAPSHOT < timedelta(days=60) for a in future)
 
 
-def _assert_in_clinic_hours(appointments: list[dict[str, Any]], durations: dict[str, int],
-                            zone: ZoneInfo) -> None:
+def _assert_in_clinic_hours(
+    appointments: list[dict[str, Any]], durations: dict[str, int], zone: ZoneInfo
+) -> None:
     for appointment in appointments:
         starts = parse(appointment["starts_at"]).astimezone(zone)
         ends = parse(appointment["ends_at"]).astimezone(zone)
@@ -331,9 +344,11 @@ def test_courses_start_with_an_initial_consultation(world: Clinic) -> None:
     names = {t["id"]: t["name"] for t in world.clinic.appointment_types}
     checked = 0
     for appointments in world.by_patient.values():
-        kept = [a for a in appointments
-                if a["cancelled_at"] is None and a["deleted_at"] is None
-                and a["archived_at"] is None]
+        kept = [
+            a
+            for a in appointments
+            if a["cancelled_at"] is None and a["deleted_at"] is None and a["archived_at"] is None
+        ]
         if kept:
             assert names[link_id(kept[0]["appointment_type"])] == "Initial Consultation"
             checked += 1
@@ -345,18 +360,23 @@ def test_courses_start_with_an_initial_consultation(world: Clinic) -> None:
 def test_visits_follow_weekly_to_monthly_intervals(world: Clinic) -> None:
     gaps: Counter[int] = Counter()
     for appointments in world.by_patient.values():
-        days = [parse(a["starts_at"]).astimezone(ZONE).date() for a in appointments
-                if a["cancelled_at"] is None and a["deleted_at"] is None]
+        days = [
+            parse(a["starts_at"]).astimezone(ZONE).date()
+            for a in appointments
+            if a["cancelled_at"] is None and a["deleted_at"] is None
+        ]
         gaps.update((later - earlier).days for earlier, later in pairwise(days))
-    near_cadence = sum(count for gap, count in gaps.items()
-                       if any(abs(gap - interval) <= 3 for interval in (7, 14, 21, 28, 35)))
+    near_cadence = sum(
+        count
+        for gap, count in gaps.items()
+        if any(abs(gap - interval) <= 3 for interval in (7, 14, 21, 28, 35))
+    )
     assert near_cadence / sum(gaps.values()) > 0.75
     assert max(gaps) > 60  # returning patients come back after months
 
 
 def test_arrival_is_marked_on_most_attended_visits_but_not_all(world: Clinic) -> None:
-    attended = [a for a in past_outcomes(world)
-                if a["cancelled_at"] is None and not a["did_not_arrive"]]
+    attended = [a for a in past_outcomes(world) if a["cancelled_at"] is None and not a["did_not_arrive"]]
     marked = sum(a["patient_arrived"] for a in attended) / len(attended)
     assert 0.6 < marked < 0.99
 
@@ -370,8 +390,9 @@ def test_created_at_precedes_start_by_hours_to_weeks(world: Clinic) -> None:
 
 def test_each_patient_mostly_sees_one_practitioner_at_their_location(world: Clinic) -> None:
     practitioner_business = {
-        p["id"]: link_id(next(a["business"] for a in world.appointments
-                              if link_id(a["practitioner"]) == p["id"]))
+        p["id"]: link_id(
+            next(a["business"] for a in world.appointments if link_id(a["practitioner"]) == p["id"])
+        )
         for p in world.clinic.practitioners
         if any(link_id(a["practitioner"]) == p["id"] for a in world.appointments)
     }
@@ -391,8 +412,10 @@ def test_some_patients_archived_and_some_appointments_deleted(world: Clinic) -> 
     archived = [p for p in world.patients if p["archived_at"]]
     assert 0 < len(archived) < SPEC.patients * 0.3
     for patient in archived:
-        assert not any(parse(a["starts_at"]) > SNAPSHOT and a["cancelled_at"] is None
-                       for a in world.by_patient[patient["id"]])
+        assert not any(
+            parse(a["starts_at"]) > SNAPSHOT and a["cancelled_at"] is None
+            for a in world.by_patient[patient["id"]]
+        )
     deleted = [a for a in world.appointments if a["deleted_at"]]
     assert 0 < len(deleted) < len(world.appointments) * 0.02
     assert not any(a["invoice_status"] for a in deleted)
@@ -406,8 +429,7 @@ def test_invoice_amounts_equal_the_appointment_type_price(world: Clinic) -> None
     appointment_type = {a["id"]: link_id(a["appointment_type"]) for a in world.appointments}
     discounted = 0
     for invoice in world.invoices:
-        money = [invoice[key] for key in
-                 ("total_amount", "tax_amount", "net_amount", "discounted_amount")]
+        money = [invoice[key] for key in ("total_amount", "tax_amount", "net_amount", "discounted_amount")]
         assert all(MONEY.match(value) for value in money)
         price = prices[appointment_type[link_id(invoice["appointment"])]]
         net, tax = Decimal(invoice["net_amount"]), Decimal(invoice["tax_amount"])
@@ -426,11 +448,9 @@ def test_invoices_belong_to_attended_visits_and_some_dna_fees(world: Clinic) -> 
         assert parse(appointment["starts_at"]) < SNAPSHOT
         assert link_id(invoice["patient"]) == link_id(appointment["patient"])
         assert invoice["practitioner"] == appointment["practitioner"]
-        assert invoice["issue_date"] == (
-            parse(appointment["starts_at"]).astimezone(ZONE).date().isoformat())
+        assert invoice["issue_date"] == (parse(appointment["starts_at"]).astimezone(ZONE).date().isoformat())
         kinds["dna" if appointment["did_not_arrive"] else "attended"] += 1
-    attended = [a for a in past_outcomes(world)
-                if a["cancelled_at"] is None and not a["did_not_arrive"]]
+    attended = [a for a in past_outcomes(world) if a["cancelled_at"] is None and not a["did_not_arrive"]]
     assert kinds["attended"] > len(attended) * 0.9
     assert kinds["dna"] > 0
 
@@ -479,8 +499,11 @@ def test_phone_numbers_come_in_many_spellings(world: Clinic) -> None:
 def test_phone_numbers_are_real_australian_numbers() -> None:
     phonenumbers = pytest.importorskip("phonenumbers")
     clinic = generate_clinic(ClinicSpec(seed=5, patients=300))
-    numbers = [phone["number"] for bundle in clinic.iter_patients()
-               for phone in bundle.patient["patient_phone_numbers"]]
+    numbers = [
+        phone["number"]
+        for bundle in clinic.iter_patients()
+        for phone in bundle.patient["patient_phone_numbers"]
+    ]
     # A landline written without its area code ("9123 4567") cannot be read on its own.
     readable = [n for n in numbers if not re.fullmatch(r"\d{4} \d{4}", n)]
     for number in readable:
@@ -527,8 +550,7 @@ def test_default_staff_scales_with_size() -> None:
 
 
 def test_practitioners_who_left_see_nobody_afterwards() -> None:
-    staffed = materialise(generate_clinic(
-        ClinicSpec(seed=9, patients=500, practitioners=8, locations=3)))
+    staffed = materialise(generate_clinic(ClinicSpec(seed=9, patients=500, practitioners=8, locations=3)))
     clinic = staffed.clinic
     assert len(clinic.businesses) == 3
     assert len(clinic.practitioners) == 8
@@ -574,20 +596,22 @@ def test_largest_clinic_is_about_a_million_appointments() -> None:
     assert 850_000 < clinic.expected_appointments <= 1_000_000
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"patients": 49}, "patients must be between 50 and 50,000"),
-    ({"patients": 50_001}, "patients must be between 50 and 50,000"),
-    ({"years": 0}, "years must be above 0"),
-    ({"years": 15.5}, "at most 15"),
-    ({"dna_rate": -0.1}, "dna_rate must be between 0 and 1"),
-    ({"cancellation_rate": 1.5}, "cancellation_rate must be between 0 and 1"),
-    ({"late_cancellation_share": float("nan")}, "late_cancellation_share must be a number"),
-    ({"time_zone": "Mars/Olympus_Mons"}, "time_zone must be an IANA zone name"),
-    ({"practitioners": 2, "locations": 3}, "must be at least locations"),
-    ({"max_appointments": 0}, "max_appointments must be at least 1"),
-])
-def test_impossible_specs_are_refused_with_the_limit_named(changes: dict[str, Any],
-                                                            message: str) -> None:
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"patients": 49}, "patients must be between 50 and 50,000"),
+        ({"patients": 50_001}, "patients must be between 50 and 50,000"),
+        ({"years": 0}, "years must be above 0"),
+        ({"years": 15.5}, "at most 15"),
+        ({"dna_rate": -0.1}, "dna_rate must be between 0 and 1"),
+        ({"cancellation_rate": 1.5}, "cancellation_rate must be between 0 and 1"),
+        ({"late_cancellation_share": float("nan")}, "late_cancellation_share must be a number"),
+        ({"time_zone": "Mars/Olympus_Mons"}, "time_zone must be an IANA zone name"),
+        ({"practitioners": 2, "locations": 3}, "must be at least locations"),
+        ({"max_appointments": 0}, "max_appointments must be at least 1"),
+    ],
+)
+def test_impossible_specs_are_refused_with_the_limit_named(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ImpossibleClinicError, match=re.escape(message)):
         replace(ClinicSpec(), **changes)
 
@@ -614,13 +638,16 @@ def test_patients_grouped_by_patient_link(world: Clinic) -> None:
     assert all(links == {patient_id} for patient_id, links in owners.items() if links)
 
 
-@pytest.mark.parametrize("changes", [
-    {"years": 0.05},
-    {"years": 15, "practitioners": 3},
-    {"cancellation_rate": 1.0, "late_cancellation_share": 1.0},
-    {"cancellation_rate": 0.0, "dna_rate": 0.0},
-    {"dna_rate": 1.0, "locations": 2},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"years": 0.05},
+        {"years": 15, "practitioners": 3},
+        {"cancellation_rate": 1.0, "late_cancellation_share": 1.0},
+        {"cancellation_rate": 0.0, "dna_rate": 0.0},
+        {"dna_rate": 1.0, "locations": 2},
+    ],
+)
 def test_invariants_hold_at_the_edges_of_the_spec(changes: dict[str, Any]) -> None:
     spec = replace(ClinicSpec(seed=21, patients=50), **changes)
     edge = materialise(generate_clinic(spec))
@@ -647,6 +674,7 @@ def test_extreme_rates_are_honoured_exactly() -> None:
     past = past_outcomes(cancellers)
     assert past
     assert all(a["cancelled_at"] and is_late(a) for a in past)
-    perfect = materialise(generate_clinic(ClinicSpec(seed=2, patients=50, dna_rate=0.0,
-                                                     cancellation_rate=0.0)))
+    perfect = materialise(
+        generate_clinic(ClinicSpec(seed=2, patients=50, dna_rate=0.0, cancellation_rate=0.0))
+    )
     assert not any(a["did_not_arrive"] or a["cancelled_at"] for a in perfect.appointments)

@@ -56,7 +56,7 @@ class ClinikoAdapter:
         self,
         resource: str,
         *,
-        since: datetime | None,
+        after: datetime | None,
         until: datetime | None = None,
         resume: dict[str, Any] | None = None,
         page_size: int = 100,
@@ -65,7 +65,7 @@ class ClinikoAdapter:
         if resource == base.APPOINTMENT_TYPE:
             self.load_prices()
         pages = self.client.iter_window(
-            resource, since=since, until=until, resume=resume, page_size=page_size
+            resource, after=after, until=until, resume=resume, page_size=page_size
         )
         for page in pages:
             yield base.ChangePage(resource, page.items, newest_update(page.items), page.resume, page.total)

@@ -17,21 +17,24 @@ Which listings make a resource complete, because Cliniko's main lists hide some 
 - invoices: `q[]=archived_at:*` and `q[]=deleted_at:*`.
 - billable items (appointment-type prices): `q[]=archived_at:*`.
 
-Every listing is a window `since <= updated_at < until`, sorted `updated_at,id` (oldest change
-first; whole seconds with `Z`, since a `+00:00` would decode to a space). Cliniko pages by page
-number, so a record that changes while a listing is being read leaves the window and every
-later row moves up one place: the row that crosses a page boundary would never be seen. The
-upper bound makes that visible (`total_entries` shrinks), and the listing then starts again
-from the newest `updated_at` of the pages already read, which loses nothing (reference §4.4,
-recipe step 4). The same position is the resume token handed to the sync engine after each
-page. Archiving and cancelling stamp `updated_at` (UNVERIFIED in the reference; the periodic
-full reconciliation covers it if not).
+Every listing is a window of `updated_at` (`after < updated_at < until`, or from the start of
+time), sorted `updated_at,id`, oldest change first (whole seconds with `Z`: a `+00:00` would
+decode to a space). Cliniko pages by page number, so a record that changes while a listing is
+read leaves the window and every later row moves up one place: the row crossing a page
+boundary would never be seen. The upper bound makes that visible (`total_entries` shrinks), and
+the listing then goes on from the last row of the last page read before the change, which
+loses nothing (reference §4.4, recipe step 4). That position, `(updated_at, id)` of a row, is
+also the resume token after each page: resuming reads the rest of that second by id
+(`updated_at` within the second and `id:>X`), then everything after it, so a block of rows
+sharing one second is never read twice. The rows must come sorted as asked; a page that is not
+is an error rather than a silent skip. Archiving and cancelling stamp `updated_at`
+(UNVERIFIED in the reference; the periodic full reconciliation covers it if not).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,7 +50,10 @@ from sync.pms.pacing import CircuitBreaker, TokenBucket, credential_key
 logger = logging.getLogger(__name__)
 
 MAX_PER_PAGE = 100
-DEFAULT_LOOKBACK = timedelta(minutes=5)
+# Cliniko's filters are exact and in UTC, so a completed listing resumes just after its newest
+# row; records committed late are covered by the sync's window margin (SYNC_WINDOW_MARGIN_SECONDS).
+DEFAULT_LOOKBACK = timedelta(0)
+ONE_SECOND = timedelta(seconds=1)
 PACING_NAMESPACE = "cliniko"
 # A listing whose window keeps changing under it is given up after this many fresh starts
 # (each start reads at least one page, so only a PMS under constant churn gets here).
@@ -155,9 +161,9 @@ class ClinikoClient(PmsHttpClient):
             pacer=pacer
             if pacer is not None
             else TokenBucket(key, rate_per_minute=rate_per_minute or DEFAULT_RATE),
-            breaker=breaker if breaker is not None else CircuitBreaker(
-                key, failure_threshold=failure_threshold, reset_timeout=reset_timeout
-            ),
+            breaker=breaker
+            if breaker is not None
+            else CircuitBreaker(key, failure_threshold=failure_threshold, reset_timeout=reset_timeout),
             auth=(api_key, ""),
             on_event=on_event,
             **options,
@@ -176,18 +182,25 @@ class ClinikoClient(PmsHttpClient):
         listing: Listing,
         *,
         since: datetime | None = None,
+        after: datetime | None = None,
         until: datetime | None = None,
+        extra: tuple[str, ...] = (),
+        sort: str = "updated_at,id",
         page_size: int = MAX_PER_PAGE,
     ) -> list[tuple[str, str]]:
+        """`since` is inclusive, `after` and `until` exclusive; `extra` more `q[]` filters."""
         if not 1 <= page_size <= MAX_PER_PAGE:
             raise ValueError(f"page_size must be between 1 and {MAX_PER_PAGE}")
         params = [("per_page", str(page_size))]
         params += [("q[]", state) for state in listing.state_filters]
         if since is not None:
             params.append(("q[]", f"updated_at:>={filter_time(since)}"))
+        if after is not None:
+            params.append(("q[]", f"updated_at:>{filter_time(after)}"))
         if until is not None:
             params.append(("q[]", f"updated_at:<{filter_time(until)}"))
-        params.append(("sort", "updated_at,id"))
+        params += [("q[]", condition) for condition in extra]
+        params.append(("sort", sort))
         return params
 
     def iter_resource(
@@ -203,49 +216,22 @@ class ClinikoClient(PmsHttpClient):
         self,
         resource: str,
         *,
-        since: datetime | None,
+        after: datetime | None,
         until: datetime | None,
         resume: dict[str, Any] | None = None,
         page_size: int = MAX_PER_PAGE,
     ) -> Iterator[WindowPage]:
-        """Every record of `resource` with `since <= updated_at < until`, listing by listing,
-        each page carrying the token that resumes after it."""
-        first, resume_since = 0, None
+        """Every record of `resource` with `after < updated_at < until` (no lower bound when
+        `after` is None), listing by listing, each page carrying the token that resumes after it."""
+        first, position = 0, None
         if resume:
             first = int(resume.get("listing", 0))
-            resume_since = parse_time(resume.get("since"))
+            position = Position.from_token(resume)
         for index, listing in enumerate(self.listings(resource)):
             if index < first:
                 continue
-            lower = resume_since if index == first and resume_since is not None else since
-            yield from self._iter_listing(index, listing, lower, until, page_size)
-
-    def _iter_listing(
-        self, index: int, listing: Listing, since: datetime | None, until: datetime | None, page_size: int
-    ) -> Iterator[WindowPage]:
-        position = since  # every row older than this has been yielded on an unshifted page
-        for _start in range(MAX_RESTARTS):
-            params = self.list_params(listing, since=position, until=until, page_size=page_size)
-            expected: Any = None
-            shifted = False
-            for page in self.iter_pages(listing.path, params, items_key=listing.items_key):
-                total = page.meta.get("total_entries")
-                shifted = page.number > 1 and total != expected
-                expected = total
-                if not shifted:
-                    newest = newest_update(page.items)
-                    if newest is not None and (position is None or newest > position):
-                        position = newest
-                token = {"listing": index, "since": filter_time(position) if position else None}
-                yield WindowPage(page.items, token, total if isinstance(total, int) else None)
-                if shifted:
-                    # Rows moved between pages: start again from what is known to be complete.
-                    logger.info("%s changed while listed (%s -> %s entries); reading on from %s",
-                                listing.path, expected, total, token["since"])
-                    break
-            if not shifted:
-                return
-        raise PmsBadResponse(f"GET /{listing.path}: the listing kept changing while being read")
+            start = position if index == first else None
+            yield from _Listing(self, index, listing, after, until, page_size).pages(start)
 
     def fetch_by_ids(self, resource: str, ids: list[str]) -> list[dict[str, Any]]:
         """The records among `ids` that still exist, in any state: `q[]=id:=a,b,c` on every
@@ -262,3 +248,98 @@ class ClinikoClient(PmsHttpClient):
                         if isinstance(item, dict) and item.get("id") not in (None, ""):
                             found[str(item["id"])] = item
         return list(found.values())
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A row of a listing sorted `updated_at,id`: everything up to and including it was read."""
+
+    updated_at: datetime
+    id: int
+
+    @classmethod
+    def of(cls, item: Any) -> Position | None:
+        if not isinstance(item, dict):
+            return None
+        stamp, raw_id = parse_time(item.get("updated_at")), str(item.get("id") or "")
+        return cls(stamp, int(raw_id)) if stamp is not None and raw_id.isdigit() else None
+
+    @classmethod
+    def from_token(cls, token: dict[str, Any]) -> Position | None:
+        stamp, raw_id = parse_time(token.get("since")), str(token.get("after_id") or "")
+        return cls(stamp, int(raw_id)) if stamp is not None and raw_id.isdigit() else None
+
+    def token(self, listing: int) -> dict[str, Any]:
+        return {"listing": listing, "since": filter_time(self.updated_at), "after_id": str(self.id)}
+
+
+class _Listing:
+    """One windowed listing, read to the end: restarts after a shift, resumes at a position."""
+
+    def __init__(
+        self,
+        client: ClinikoClient,
+        index: int,
+        listing: Listing,
+        after: datetime | None,
+        until: datetime | None,
+        page_size: int,
+    ) -> None:
+        self.client, self.index, self.listing = client, index, listing
+        self.after, self.until, self.page_size = after, until, page_size
+
+    def pages(self, position: Position | None) -> Iterator[WindowPage]:
+        for _start in range(MAX_RESTARTS):
+            if position is not None:
+                # The rest of the position's second, by id; then everything after that second.
+                tie = self.client.list_params(
+                    self.listing,
+                    since=position.updated_at,
+                    until=position.updated_at + ONE_SECOND,
+                    extra=(f"id:>{position.id}",),
+                    sort="id",
+                    page_size=self.page_size,
+                )
+                position, shifted = yield from self._read(tie, position, by_id=True)
+                if shifted:
+                    continue
+            lower = position.updated_at if position is not None else self.after
+            main = self.client.list_params(
+                self.listing, after=lower, until=self.until, page_size=self.page_size
+            )
+            position, shifted = yield from self._read(main, position, by_id=False)
+            if not shifted:
+                return
+        raise PmsBadResponse(f"GET /{self.listing.path}: the listing kept changing while being read")
+
+    def _read(
+        self, params: list[tuple[str, str]], position: Position | None, *, by_id: bool
+    ) -> Generator[WindowPage, None, tuple[Position | None, bool]]:
+        """Pages of one query; returns (position after the last unshifted page, shifted)."""
+        expected: Any = None
+        for page in self.client.iter_pages(self.listing.path, params, items_key=self.listing.items_key):
+            total = page.meta.get("total_entries")
+            shifted = page.number > 1 and total != expected
+            expected = total
+            if not shifted:
+                position = self._advance(position, page.items, by_id=by_id)
+            token = position.token(self.index) if position is not None else {"listing": self.index}
+            yield WindowPage(page.items, token, total if isinstance(total, int) else None)
+            if shifted:
+                logger.info(
+                    "%s changed while listed; reading on from the last complete page", self.listing.path
+                )
+                return position, True
+        return position, False
+
+    def _advance(self, position: Position | None, items: list[Any], *, by_id: bool) -> Position | None:
+        """The last row of a page, after checking the page came in the order asked for."""
+        for item in items:
+            current = Position.of(item)
+            if current is None:
+                continue  # unreadable: the mapper quarantines it; it does not move the position
+            in_order = position is None or (current.id > position.id if by_id else current > position)
+            if not in_order:
+                raise PmsBadResponse(f"GET /{self.listing.path}: rows are not in the order asked for")
+            position = current
+        return position

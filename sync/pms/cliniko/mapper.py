@@ -74,7 +74,8 @@ def parse_decimal(value: Any) -> Decimal:
 
 
 def text(value: Any) -> str:
-    return "" if value is None else str(value).strip()
+    # NUL is the one character PostgreSQL text cannot hold; it never means anything in a PMS field.
+    return "" if value is None else str(value).replace("\x00", "").strip()
 
 
 def _id(payload: dict[str, Any]) -> str:

@@ -75,16 +75,17 @@ class NookalAdapter:
         self,
         resource: str,
         *,
-        since: datetime | None,
+        after: datetime | None,
         until: datetime | None = None,
         resume: dict[str, Any] | None = None,
         page_size: int = 100,
     ) -> Iterator[base.ChangePage]:
-        """`until` is not sent (Nookal has no upper bound; newer rows are harmless repeats) and
-        `resume` is ignored: pages are numbered in an order the reference does not give, so a
-        listing that stopped half-way is read again from its start."""
+        """`after` is sent as the inclusive `last_modified` (a superset); `until` is not sent
+        (Nookal has no upper bound; newer rows are harmless repeats); `resume` is ignored:
+        pages are numbered in an order the reference does not give, so a listing that stopped
+        half-way is read again from its start."""
         self._check(resource)
-        for page in self.client.iter_resource(resource, updated_since=since, page_size=page_size):
+        for page in self.client.iter_resource(resource, updated_since=after, page_size=page_size):
             if resource == base.LOCATION:
                 self._remember_zones(page.items)
             yield base.ChangePage(resource, page.items, _max_updated_at(page.items, self.stamp_zone))

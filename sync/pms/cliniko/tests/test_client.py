@@ -17,7 +17,7 @@ from sync.pms import base
 from sync.pms.cliniko.adapter import ClinikoAdapter
 from sync.pms.cliniko.client import ClinikoClient, cliniko_api_url, filter_time
 from sync.pms.cliniko.simulator import ClinikoSimulator, FaultPlan, SimClock
-from sync.pms.errors import PmsAuthFailed
+from sync.pms.errors import PmsAuthFailed, PmsBadResponse
 from sync.pms.pacing import CircuitBreaker, TokenBucket, credential_key
 
 pytestmark = pytest.mark.django_db
@@ -58,8 +58,8 @@ def expected_ids(sim: ClinikoSimulator, resource: str) -> set[str]:
     return ids
 
 
-def listed_ids(adapter: ClinikoAdapter, resource: str, since: datetime | None = None) -> list[str]:
-    return [str(item["id"]) for page in adapter.iter_changes(resource, since=since) for item in page.items]
+def listed_ids(adapter: ClinikoAdapter, resource: str, after: datetime | None = None) -> list[str]:
+    return [str(item["id"]) for page in adapter.iter_changes(resource, after=after) for item in page.items]
 
 
 def test_base_url_from_shard_or_override():
@@ -135,27 +135,27 @@ def test_fetch_by_ids_finds_rows_in_every_state_and_map(cliniko_simulator_factor
     # Practitioners live on two listings: both are asked.
     inactive = [i for i in sim.store.ids("practitioners") if not sim.store.record("practitioners", i)["active"]]
     assert [item["id"] for item in adapter.fetch_by_ids(base.PRACTITIONER, inactive)] == inactive
-    types = [item for page in adapter.iter_changes(base.APPOINTMENT_TYPE, since=None) for item in page.items]
+    types = [item for page in adapter.iter_changes(base.APPOINTMENT_TYPE, after=None) for item in page.items]
     mapped = [adapter.map(base.APPOINTMENT_TYPE, payload) for payload in types]
     assert all(isinstance(row.fields["price"], Decimal) for row in mapped)  # prices from billable items
     assert all(row.pms_refs.get("billable_item") for row in mapped)
-    appointment = next(adapter.iter_changes(base.APPOINTMENT, since=None)).items[0]
+    appointment = next(adapter.iter_changes(base.APPOINTMENT, after=None)).items[0]
     row = adapter.map(base.APPOINTMENT, appointment)
     assert row.external_id == appointment["id"] and row.refs["patient"]
     with pytest.raises(base.UnsupportedResource):
         adapter.fetch_by_ids("attendee", ["1"])
 
 
-def test_window_listing_returns_changes_between_since_and_until(cliniko_simulator_factory):
+def test_window_listing_returns_changes_between_after_and_until(cliniko_simulator_factory):
     sim = start(cliniko_simulator_factory, clock=SimClock(LATER))
     adapter = ClinikoAdapter(make_client(sim))
     newest = max(
         page.max_updated_at
-        for page in adapter.iter_changes(base.APPOINTMENT, since=None)
+        for page in adapter.iter_changes(base.APPOINTMENT, after=None)
         if page.max_updated_at is not None
     )
     assert newest < LATER
-    empty = list(adapter.iter_changes(base.APPOINTMENT, since=LATER))
+    empty = list(adapter.iter_changes(base.APPOINTMENT, after=LATER))
     assert [(page.items, page.max_updated_at, page.total) for page in empty] == [([], None, 0)]
     sim.clock.advance(3600)
     live = [
@@ -174,33 +174,64 @@ def test_window_listing_returns_changes_between_since_and_until(cliniko_simulato
     added = sim.store.add_appointment(patient)["id"]
     sim.store.archive("patients", patient)
 
-    since = LATER + timedelta(minutes=30)
-    changes = list(adapter.iter_changes(base.APPOINTMENT, since=since))
+    after = LATER + timedelta(minutes=30)
+    changes = list(adapter.iter_changes(base.APPOINTMENT, after=after))
     got = [item["id"] for page in changes for item in page.items]
     assert got == [edited, cancelled, archived, added]  # oldest change first
     assert changes[-1].max_updated_at == LATER + timedelta(seconds=3603)
-    assert listed_ids(adapter, base.PATIENT, since) == [patient]
-    assert listed_ids(adapter, base.INVOICE, since) == []
-    # `since` is inclusive (the same second is read again), `until` exclusive.
-    cancelled_at = LATER + timedelta(seconds=3601)
-    window = adapter.iter_changes(base.APPOINTMENT, since=cancelled_at, until=cancelled_at + timedelta(seconds=2))
-    assert [item["id"] for page in window for item in page.items] == [cancelled, archived]
+    assert changes[-1].resume == {"listing": 0, "since": "2027-01-01T01:00:03Z", "after_id": added}
+    assert listed_ids(adapter, base.PATIENT, after) == [patient]
+    assert listed_ids(adapter, base.INVOICE, after) == []
+    # Both bounds are exclusive: after the edit's second, before the archive's.
+    edited_at = LATER + timedelta(seconds=3600)
+    window = adapter.iter_changes(base.APPOINTMENT, after=edited_at, until=edited_at + timedelta(seconds=2))
+    assert [item["id"] for page in window for item in page.items] == [cancelled]
 
 
 def test_a_page_token_resumes_the_listing_where_it_stopped(cliniko_simulator_factory):
     sim = start(cliniko_simulator_factory)
     adapter = ClinikoAdapter(make_client(sim))
-    pages = list(adapter.iter_changes(base.APPOINTMENT, since=None, page_size=100))
+    pages = list(adapter.iter_changes(base.APPOINTMENT, after=None, page_size=100))
     everything = [item["id"] for page in pages for item in page.items]
     token = pages[3].resume
-    assert token["listing"] == 0 and token["since"] == filter_time(pages[3].max_updated_at)
+    last = pages[3].items[-1]
+    assert token == {"listing": 0, "since": last["updated_at"], "after_id": last["id"]}
     sim.stats.reset()
-    rest = [item["id"] for page in adapter.iter_changes(base.APPOINTMENT, since=None, resume=token)
+    rest = [item["id"] for page in adapter.iter_changes(base.APPOINTMENT, after=None, resume=token)
             for item in page.items]
-    # Nothing after page 4 is lost; at most the rows of page 4's last second are read again.
-    assert set(everything[400:]) <= set(rest)
-    assert len(rest) - len(everything[400:]) <= 5
-    assert sim.stats.snapshot()["requests"] == len(pages) - 4
+    # Exactly the rows after page 4: the rest of its last second by id, then the later ones.
+    assert rest == everything[400:]
+    assert sim.stats.snapshot()["requests"] == len(pages) - 4 + 1
+
+
+def test_many_rows_sharing_a_second_are_read_once_across_a_resume(cliniko_simulator_factory):
+    sim = start(cliniko_simulator_factory, clock=SimClock(LATER))
+    ids = sorted(expected_ids(sim, base.APPOINTMENT))[:300]
+    for appointment_id in ids:  # a bulk update: 300 rows stamped in the same second
+        sim.store.edit("individual_appointments", appointment_id, notes="bulk")
+    adapter = ClinikoAdapter(make_client(sim))
+    bulk = LATER - timedelta(seconds=1)
+    pages = list(adapter.iter_changes(base.APPOINTMENT, after=bulk))
+    assert [len(p.items) for p in pages] == [100, 100, 100]
+    sim.stats.reset()
+    rest = [item["id"] for page in adapter.iter_changes(base.APPOINTMENT, after=bulk, resume=pages[0].resume)
+            for item in page.items]
+    assert rest == [item["id"] for page in pages[1:] for item in page.items]
+    assert sim.stats.snapshot()["requests"] == 2 + 1  # the tie block's 2 pages, then an empty listing
+
+
+def test_a_listing_in_the_wrong_order_is_an_error_not_a_skip(cliniko_simulator_factory):
+    sim = start(cliniko_simulator_factory)
+    original = sim.store.list_page
+
+    def reversed_page(resource, suffix, **kwargs):
+        page = original(resource, suffix, **kwargs)
+        return type(page)(list(reversed(page.items)), page.total)
+
+    sim.store.list_page = reversed_page
+    adapter = ClinikoAdapter(make_client(sim, max_attempts=1))
+    with pytest.raises(PmsBadResponse, match="not in the order"):
+        listed_ids(adapter, base.APPOINTMENT)
 
 
 def test_wrong_key_is_auth_failed(cliniko_simulator_factory):

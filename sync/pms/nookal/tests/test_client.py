@@ -39,7 +39,7 @@ def make_client(sim: NookalSimulator, **options: Any) -> NookalClient:
 
 
 def listed(adapter: NookalAdapter, resource: str, since: datetime | None = None, page_size: int = 100):
-    return [item for page in adapter.iter_changes(resource, since=since, page_size=page_size) for item in page.items]
+    return [item for page in adapter.iter_changes(resource, after=since, page_size=page_size) for item in page.items]
 
 
 def test_api_url_and_filter_time():
@@ -91,7 +91,7 @@ def test_incremental_listing_sends_last_modified(nookal_simulator):
     assert NookalAdapter(client).lookback == timedelta(hours=1)  # the engine subtracts it
     sim.store.edit("getPatients", "3", modified=datetime(2027, 1, 1, 10, tzinfo=UTC), FirstName="Edited")
     sim.store.edit("getPatients", "4", modified=datetime(2027, 1, 1, 9, 59, tzinfo=UTC), FirstName="Earlier")
-    pages = list(NookalAdapter(client).iter_changes(base.PATIENT, since=datetime(2027, 1, 1, 10, tzinfo=UTC)))
+    pages = list(NookalAdapter(client).iter_changes(base.PATIENT, after=datetime(2027, 1, 1, 10, tzinfo=UTC)))
     assert [item["ID"] for page in pages for item in page.items] == ["3"]
     assert pages[0].max_updated_at == datetime(2027, 1, 1, 10, tzinfo=UTC)
     # Locations have no documented filter: read in full whatever the cursor.
@@ -145,7 +145,7 @@ def test_verify(nookal_simulator):
 
 def test_unsupported_resource(nookal_simulator):
     with pytest.raises(base.UnsupportedResource):
-        list(NookalAdapter(make_client(nookal_simulator)).iter_changes(base.INVOICE, since=None))
+        list(NookalAdapter(make_client(nookal_simulator)).iter_changes(base.INVOICE, after=None))
 
 
 def test_adapter_for_a_nookal_connection_lists_from_the_simulator(world, nookal_simulator):
@@ -159,7 +159,7 @@ def test_adapter_for_a_nookal_connection_lists_from_the_simulator(world, nookal_
     assert adapter.default_zone.key == world.org_a.time_zone
     assert adapter.client.base_url == sim.api_url
     assert adapter.client.pacer.key == credential_key(sim.api_key, namespace="nookal")
-    listed_patients = [item["ID"] for page in adapter.iter_changes(base.PATIENT, since=None) for item in page.items]
+    listed_patients = [item["ID"] for page in adapter.iter_changes(base.PATIENT, after=None) for item in page.items]
     assert set(listed_patients) == set(sim.store.ids("getPatients"))
     assert not adapter.capabilities.lookup_by_id
     assert set(RESULT_KEYS) == set(FUNCTIONS.values())
