@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -19,7 +20,9 @@ from clinics.models import (
 )
 from clinics.tenancy import PmsKind
 
-CLINIKO_SHARDS = {"au1", "au2", "au3", "au4", "au5", "ca1", "uk1", "uk2", "eu1"}
+# Cliniko's own check of a key's suffix (reference §1.2): two letters and one or two digits. The
+# shards known in 2025 are au1-au4, ca1, uk1, uk2 and eu1; the pattern also admits new ones.
+CLINIKO_SHARD = re.compile(r"[a-z]{2}\d{1,2}", re.IGNORECASE)
 
 
 def organization_create(
@@ -85,11 +88,13 @@ def cliniko_shard(api_key: str) -> str:
     _, sep, suffix = api_key.rpartition("-")
     if not sep:
         return "au1"
-    if suffix not in CLINIKO_SHARDS:
+    if not CLINIKO_SHARD.fullmatch(suffix):
+        # Not echoed: whatever follows the last hyphen may be part of the secret.
         raise ValidationError(
-            f"the Cliniko API key names an unknown shard '{suffix}'", code="invalid_api_key"
+            "the Cliniko API key must end in its shard, e.g. -au1 (two letters, one or two digits)",
+            code="invalid_api_key",
         )
-    return suffix
+    return suffix.lower()
 
 
 def pms_connection_set(

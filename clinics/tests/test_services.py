@@ -51,7 +51,16 @@ def test_pms_connection_update_keeps_key_when_not_given(world):
     assert PmsConnection.objects.for_org(world.org_a).count() == 1
 
 
-@pytest.mark.parametrize("key", ["short", "has space in key", "MS0xLWFiY2RlZmdo-zz9"])
+def test_cliniko_shards_follow_clinikos_own_pattern():
+    assert services.cliniko_shard("MS0xLWFiY2RlZmdo-AU2") == "au2"
+    assert services.cliniko_shard("MS0xLWFiY2RlZmdo-us1") == "us1"  # not in any list, still a shard
+    assert services.cliniko_shard("MS0xLWFiY2RlZmdo") == "au1"
+    with pytest.raises(ValidationError) as caught:
+        services.cliniko_shard("MS0xLWFiY2RlZmdo-secrettail")
+    assert "secrettail" not in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["short", "has space in key", "MS0xLWFiY2RlZmdo-zz999", "MS0xLWFiY2RlZmdo-a_1x"])
 def test_pms_connection_rejects_malformed_keys(world, key):
     with pytest.raises(ValidationError):
         services.pms_connection_set(world.org_a, kind="cliniko", api_key=key)

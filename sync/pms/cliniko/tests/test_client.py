@@ -68,7 +68,9 @@ def test_base_url_from_shard_or_override():
     assert cliniko_api_url("abcdefgh-uk1", "http://127.0.0.1:9/") == "http://127.0.0.1:9/v1"
     assert cliniko_api_url("abcdefgh-uk1", "http://127.0.0.1:9/v1") == "http://127.0.0.1:9/v1"
     with pytest.raises(PmsAuthFailed):
-        cliniko_api_url("abcdefgh-zz99")
+        cliniko_api_url("abcdefgh-shard9")
+    # Cliniko's own pattern, not a fixed list: a shard added later (or us1) works.
+    assert cliniko_api_url("abcdefgh-us1") == "https://api.us1.cliniko.com/v1"
     assert filter_time(datetime(2026, 1, 2, 3, 4, 5, 999_000, tzinfo=UTC)) == "2026-01-02T03:04:05Z"
 
 
