@@ -54,11 +54,8 @@ class BigTableAdmin(TenantAdminMixin, admin.ModelAdmin):
     list_per_page = 50
 
 
-class PmsCopyAdmin(BigTableAdmin):
-    """PMS-sourced rows are a copy: the PMS is where they change, so the admin only reads."""
-
-    list_filter: Any = ("organization",)
-    readonly_fields_exclude: tuple[str, ...] = ()
+class ReadOnlyAdmin(BigTableAdmin):
+    """Rows that only the product writes (PMS copies, sync runs): the admin reads them."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -68,3 +65,10 @@ class PmsCopyAdmin(BigTableAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class PmsCopyAdmin(ReadOnlyAdmin):
+    """PMS-sourced rows are a copy: the PMS is where they change, so the admin only reads."""
+
+    list_filter: Any = ("organization",)
+    readonly_fields_exclude: tuple[str, ...] = ()

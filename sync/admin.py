@@ -12,22 +12,9 @@ from django.utils.html import format_html
 from clinics.admin import PmsConnectionAdmin
 from clinics.audit import audit_record
 from clinics.models import PmsConnection
-from routiq.admin_tools import BigTableAdmin
+from routiq.admin_tools import ReadOnlyAdmin
 from sync import services
 from sync.models import QuarantinedRecord, SyncCursor, SyncMode, SyncRun, SyncTrigger
-
-
-class ReadOnlyAdmin(BigTableAdmin):
-    """Written by the sync only: operators read them (quarantine entries can be dismissed)."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(SyncRun)
