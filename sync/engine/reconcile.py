@@ -21,7 +21,7 @@ from typing import Any
 from django.db.models import Exists, OuterRef
 
 from clinics.models import Organization, PmsConnection
-from sync.engine.store import TARGETS, PageResult, PageWriter, pointed_at_by
+from sync.engine.store import TARGETS, PageResult, PageWriter, pointed_at_by, refresh_statistics
 from sync.models import ReconciliationSeen, SyncCursor
 from sync.pms import base
 
@@ -54,6 +54,7 @@ def deletion_candidates(
     organization: Organization, connection: PmsConnection, cursor: SyncCursor, resource: str, *, limit: int
 ) -> tuple[int, list[tuple[int, str]]]:
     """How many rows are held, and (up to `limit` + 1 of) those the pass did not list."""
+    refresh_statistics(ReconciliationSeen)
     model = TARGETS[resource].model
     held = model.objects.for_org(organization).filter(pms=connection.kind)
     listed = ReconciliationSeen.objects.for_org(organization).filter(

@@ -36,14 +36,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, reset_queries
 from django.utils import timezone
 
 from clinics.models import ConnectionStatus, Organization, PmsConnection
 from clinics.rls import tenant_scope
 from patients.changes import RecordsChanged, records_changed_announce
 from sync.engine import reconcile
-from sync.engine.store import PageResult, PageWriter
+from sync.engine.store import PageResult, PageWriter, refresh_statistics
 from sync.models import SyncCursor, SyncMode, SyncRun, SyncStatus
 from sync.pms import base
 from sync.pms.errors import PmsAuthFailed, PmsCircuitOpen, PmsError
@@ -58,6 +58,8 @@ class RunLost(Exception):
 
 COUNT_NAMES = ("fetched", "created", "updated", "unchanged", "archived", "deleted", "failed")
 LOG_LIMIT = 200
+# Planner statistics are refreshed when a listing has created this many rows, and at its end.
+ANALYZE_AT = (1_000, 100_000)
 
 
 @dataclass(frozen=True)
@@ -240,9 +242,15 @@ class SyncEngine:
                     flight["max_seen"] = _iso(page.max_updated_at)
                 flight["resume"] = page.resume
                 self._cursors.filter(pk=cursor.pk).update(in_flight=flight)
+                created_before = self.stats.get(resource, {}).get("created", 0)
                 self._count(resource, result.counts())
+                if any(created_before < mark <= self.stats[resource]["created"] for mark in ANALYZE_AT):
+                    refresh_statistics(resource)
                 self._save_progress(pages=1, total=page.total, resource=resource)
                 self._announce(resource, result)
+            # With DEBUG on (development), Django keeps the last 9,000 queries with their
+            # parameters (a page each): a long sync must not carry them.
+            reset_queries()
         self._complete_listing(resource, cursor, flight, writer, until)
 
     def _flight(self, cursor: SyncCursor) -> dict[str, Any]:
@@ -270,6 +278,8 @@ class SyncEngine:
             outcome = self._reconcile(resource, cursor, writer)
         newest = _parse(flight["max_seen"])
         with tenant_scope(self.organization):
+            if self.stats.get(resource, {}).get("created"):
+                refresh_statistics(resource)  # what points at these rows looks them up next
             updates: dict[str, Any] = {"in_flight": None, "watermark": min(newest, until) if newest else None}
             if flight["full"]:
                 updates["last_full_at"] = timezone.now()

@@ -80,6 +80,16 @@ for _target in TARGETS.values():
         _POINTED_AT_BY.setdefault(_model, []).append((_target, _ref))
 
 
+def refresh_statistics(resource_or_model: str | type[models.Model]) -> None:
+    """Have PostgreSQL sample a table now. A table this sync has just filled has no statistics
+    until autovacuum comes by (if it is on), and without them the planner takes an index that
+    reads the whole organization for each lookup by PMS id, or loops over the ids a full pass
+    listed once per row held."""
+    model = TARGETS[resource_or_model].model if isinstance(resource_or_model, str) else resource_or_model
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT routiq_refresh_statistics(%s)", [model._meta.db_table])
+
+
 def pointed_at_by(model: type[models.Model]) -> list[tuple[Target, str]]:
     """The (target, ref) pairs whose rows hold a foreign key to `model`."""
     return list(_POINTED_AT_BY.get(model, []))

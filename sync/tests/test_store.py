@@ -80,3 +80,25 @@ def test_a_record_without_updated_at_never_overwrites_one_with_it(world, sim, wr
         result = writer.write("patient", [{**payload, "first_name": "Stale", "updated_at": None}])
         assert result.counts()["unchanged"] == 1
         assert Patient.objects.for_org(world.org_a).get().first_name == payload["first_name"]
+
+
+def test_a_sync_leaves_the_tables_it_filled_with_planner_statistics(world, sim, run_sync):
+    from django.db import DatabaseError, connection, transaction
+
+    run_sync()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, reltuples FROM pg_class WHERE relname IN"
+            " ('patients_patient', 'patients_appointment', 'patients_invoice')"
+        )
+        sampled = dict(cursor.fetchall())
+    assert (
+        sampled["patients_patient"] == 60
+        and sampled["patients_appointment"] > 0 < sampled["patients_invoice"]
+    )
+    with (
+        pytest.raises(DatabaseError, match="not a synced table"),
+        transaction.atomic(),
+        connection.cursor() as c,
+    ):
+        c.execute("SELECT routiq_refresh_statistics('auth_user')")
