@@ -262,7 +262,11 @@ def sync_run_now(
     )
     if not created:
         return run, False
-    return sync_run_execute(run.pk, organization.pk, **execute_options) or run, True
+    finished = sync_run_execute(run.pk, organization.pk, **execute_options)
+    if finished is None:  # taken over by another worker meanwhile: its state, not ours
+        with tenant_scope(organization):
+            finished = SyncRun.objects.for_org(organization).get(pk=run.pk)
+    return finished, True
 
 
 # --- the schedule ---------------------------------------------------------------------------------

@@ -302,7 +302,8 @@ class SyncEngine:
             )
         outcome = reconcile.Reconciliation(held=held, candidates=len(candidates))
         if not candidates:
-            self._save_reconciliation(resource, outcome)
+            with tenant_scope(self.organization):
+                self._save_reconciliation(resource, outcome)
             return outcome
         if len(candidates) > limit:
             outcome.capped = True

@@ -1,0 +1,50 @@
+"""Whole syncs as the product runs them: connected as the application role (row-level
+security applies), every unit of work its own committed transaction. The rest of the suite
+connects as a superuser inside one test transaction, where neither wall can be seen."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection as db
+
+from clinics.rls import tenant_scope
+from patients.models import Appointment, Patient
+from routiq.db_roles import APP_ROLE
+from sync.models import QuarantinedRecord, SyncRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def as_app_role(world, connection):
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN "
+            f"CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$"
+        )
+        cursor.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
+        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
+        cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
+        cursor.execute(f"SET ROLE {APP_ROLE}")  # the session's role for every transaction that follows
+    yield
+    with db.cursor() as cursor:
+        cursor.execute("RESET ROLE")
+
+
+def test_syncs_under_row_level_security_as_the_application_role(world, sim, run_sync, as_app_role):
+    sim.store.edit("patients", sim.store.ids("patients")[0], first_name="q" * 150)  # quarantined
+    first = run_sync()
+    assert first.status == "completed", (first.error_code, first.error_message)
+    with tenant_scope(world.org_a):
+        assert Patient.objects.count() == 59 and Appointment.objects.exists()
+        assert QuarantinedRecord.objects.count() == 1
+    sim.store.edit("patients", sim.store.ids("patients")[0], first_name="Mended")
+    sim.store.hard_delete("invoices", sim.store.ids("invoices")[0])
+    second = run_sync("full")
+    assert second.status == "completed", (second.error_code, second.error_message)
+    assert second.reconciliation["invoice"]["deleted"] == 1
+    with tenant_scope(world.org_a):
+        assert Patient.objects.count() == 60 and not QuarantinedRecord.objects.exists()
+        assert SyncRun.objects.filter(status="completed").count() == 2
+    with tenant_scope(world.org_b):
+        assert not Patient.objects.exists() and not SyncRun.objects.exists()  # the other tenant sees nothing
