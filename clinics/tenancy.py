@@ -69,3 +69,15 @@ class PmsRecord(TenantModel):
 def get_for_org(model: type[models.Model], organization: Any, **lookup: Any) -> Any:
     """One object of `organization`, or `model.DoesNotExist` for missing and foreign alike."""
     return model.objects.for_org(organization).get(**lookup)
+
+
+def table_statistics_refresh(model: type[models.Model]) -> None:
+    """Have PostgreSQL sample a tenant table now (as its owner; clinics migration 0006).
+
+    A table just filled in bulk has no statistics until autovacuum comes by (if it is on at
+    all), and the planner then picks indexes that read a whole organization for each lookup.
+    """
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT routiq_refresh_statistics(%s)", [model._meta.db_table])

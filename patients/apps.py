@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class PatientsConfig(AppConfig):
     name = "patients"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Profiles follow the records: what a sync changed is recomputed when its run ends.
+        from patients.changes import records_changed
+        from patients.profiles import on_records_changed
+
+        records_changed.connect(on_records_changed, dispatch_uid="patients.profiles")

@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.db.models.fields.json import KT
 
-from clinics.tenancy import PmsRecord, TenantQuerySet
+from clinics.tenancy import PmsRecord, TenantModel, TenantQuerySet
 
 
 class Practitioner(PmsRecord):
@@ -247,3 +247,122 @@ class Invoice(PmsRecord):
 
     def __str__(self) -> str:
         return f"Invoice {self.number or self.external_id}"
+
+
+class LifecycleStage(models.TextChoices):
+    ACTIVE = "active", "Active"
+    DUE = "due", "Due"
+    LAPSING = "lapsing", "Lapsing"
+    LAPSED = "lapsed", "Lapsed"
+    DORMANT = "dormant", "Dormant"
+    NEVER_CONVERTED = "never_converted", "Never converted"
+
+
+class EngagementLevel(models.TextChoices):
+    HIGHLY_ENGAGED = "highly_engaged", "Highly engaged"
+    MODERATELY_ENGAGED = "moderately_engaged", "Moderately engaged"
+    LOW_ENGAGEMENT = "low_engagement", "Low engagement"
+    DISENGAGED = "disengaged", "Disengaged"
+
+
+class ChurnRisk(models.TextChoices):
+    CRITICAL = "critical", "Critical"
+    HIGH = "high", "High"
+    MEDIUM = "medium", "Medium"
+    LOW = "low", "Low"
+
+
+class PatientProfile(TenantModel):
+    """What a clinic needs to know about one patient to decide whether to contact them,
+    materialised from appointments and invoices by `patients.profiles` (set-based SQL).
+
+    Everything that drifts with the calendar (stage, risk, 90-day counts) is computed for the
+    moment in `generated_at` and stays right until `valid_until`, the next instant at which any
+    of it would change (a booking passing, a threshold crossed, a visit leaving the 90-day
+    window); readers refresh expired rows first (`profiles_refresh_expired`). Days since and
+    until are computed when read. Conversation and outreach fields live in their own tables.
+    """
+
+    patient = models.OneToOneField(Patient, on_delete=models.CASCADE, related_name="profile")
+    generated_at = models.DateTimeField()
+    valid_until = models.DateTimeField(null=True, blank=True)
+    # Visits (current appointments, excluded appointment types left out).
+    total_appointments = models.PositiveIntegerField(default=0)
+    attended_count = models.PositiveIntegerField(default=0)
+    dna_count = models.PositiveIntegerField(default=0)
+    cancelled_count = models.PositiveIntegerField(default=0)
+    late_cancelled_count = models.PositiveIntegerField(default=0)
+    rescheduled_count = models.PositiveIntegerField(default=0)
+    upcoming_count = models.PositiveIntegerField(default=0)
+    recent_count = models.PositiveIntegerField(default=0, help_text="Visits attended or missed, last 90 days")
+    attended_90d = models.PositiveIntegerField(default=0)
+    dna_90d = models.PositiveIntegerField(default=0)
+    cancelled_90d = models.PositiveIntegerField(default=0)
+    late_cancelled_90d = models.PositiveIntegerField(default=0)
+    rescheduled_90d = models.PositiveIntegerField(default=0)
+    first_appointment_at = models.DateTimeField(null=True, blank=True)
+    first_attended_at = models.DateTimeField(null=True, blank=True)
+    last_attended_at = models.DateTimeField(null=True, blank=True)
+    last_appointment_at = models.DateTimeField(null=True, blank=True, help_text="Last visit, kept or missed")
+    last_appointment_outcome = models.CharField(max_length=16, blank=True)
+    last_appointment_type = models.CharField(max_length=200, blank=True)
+    next_appointment_at = models.DateTimeField(null=True, blank=True)
+    next_appointment_type = models.CharField(max_length=200, blank=True)
+    next_practitioner = models.CharField(max_length=200, blank=True)
+    primary_appointment_type = models.CharField(max_length=200, blank=True)
+    primary_practitioner = models.ForeignKey(
+        Practitioner, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    primary_location = models.ForeignKey(
+        "clinics.Location", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    # Rhythm.
+    expected_interval_days = models.FloatField()
+    interval_source = models.CharField(max_length=16, help_text="patient, organization or default")
+    last_gap_days = models.FloatField(null=True, blank=True)
+    gap_ratio = models.FloatField(null=True, blank=True)
+    # Judgement, as of generated_at.
+    lifecycle_stage = models.CharField(max_length=16, choices=LifecycleStage.choices)
+    engagement_level = models.CharField(max_length=20, choices=EngagementLevel.choices)
+    churn_risk_score = models.PositiveSmallIntegerField()
+    churn_risk = models.CharField(max_length=10, choices=ChurnRisk.choices)
+    risk_reasons = models.JSONField(default=list, blank=True)
+    action_priority = models.PositiveSmallIntegerField()
+    recommended_action = models.CharField(max_length=32)
+    contact_success_prediction = models.CharField(max_length=10)
+    # Value, in the organization's currency.
+    realised_value = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    value_source = models.CharField(max_length=16, help_text="invoices, prices or none")
+    predicted_value = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    estimated_lifetime_value = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    value_at_risk = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organization", "valid_until"], name="profile_org_valid_until"),
+            models.Index(
+                fields=["organization", "action_priority", "-value_at_risk"], name="profile_org_priority"
+            ),
+            models.Index(fields=["organization", "-churn_risk_score"], name="profile_org_risk"),
+            models.Index(fields=["organization", "lifecycle_stage"], name="profile_org_stage"),
+        ]
+        db_table = "patient_conversation_profile"
+
+    def __str__(self) -> str:
+        return f"Profile of patient {self.patient_id}"
+
+
+class ProfileBaseline(TenantModel):
+    """Organization-wide figures a patient's profile falls back on (refreshed with every full
+    profile refresh): the median gap between visits, the average value of a visit."""
+
+    median_interval_days = models.FloatField(null=True, blank=True)
+    interval_gaps = models.PositiveIntegerField(default=0, help_text="Gaps the median was taken over")
+    average_visit_value = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    generated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["organization"], name="profilebaseline_one_per_org")]
+
+    def __str__(self) -> str:
+        return f"Profile baseline of {self.organization_id}"

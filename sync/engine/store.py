@@ -26,6 +26,7 @@ from typing import Any
 from django.db import DataError, IntegrityError, connection, models, transaction
 
 from clinics.models import Location, Organization, PmsConnection
+from clinics.tenancy import table_statistics_refresh
 from patients.models import Appointment, AppointmentType, Invoice, Patient, Practitioner
 from patients.privacy import PERSONAL_FIELDS
 from sync.models import QuarantinedRecord, ReconciliationSeen
@@ -81,13 +82,10 @@ for _target in TARGETS.values():
 
 
 def refresh_statistics(resource_or_model: str | type[models.Model]) -> None:
-    """Have PostgreSQL sample a table now. A table this sync has just filled has no statistics
-    until autovacuum comes by (if it is on), and without them the planner takes an index that
-    reads the whole organization for each lookup by PMS id, or loops over the ids a full pass
-    listed once per row held."""
+    """Fresh planner statistics for a table this sync has just filled (or the ids a full pass
+    listed): without them lookups by PMS id read the whole organization per row."""
     model = TARGETS[resource_or_model].model if isinstance(resource_or_model, str) else resource_or_model
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT routiq_refresh_statistics(%s)", [model._meta.db_table])
+    table_statistics_refresh(model)
 
 
 def pointed_at_by(model: type[models.Model]) -> list[tuple[Target, str]]:

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection as db
 
 from clinics.rls import tenant_scope
-from patients.models import Appointment, Patient
+from patients.models import Appointment, Patient, PatientProfile, ProfileBaseline
 from routiq.db_roles import APP_ROLE
 from sync.models import QuarantinedRecord, SyncRun
 
@@ -38,6 +38,8 @@ def test_syncs_under_row_level_security_as_the_application_role(world, sim, run_
     with tenant_scope(world.org_a):
         assert Patient.objects.count() == 59 and Appointment.objects.exists()
         assert QuarantinedRecord.objects.count() == 1
+        # The run's end announced its changes and the profiles followed (the whole clinic, first time).
+        assert PatientProfile.objects.count() == 59 and ProfileBaseline.objects.exists()
     sim.store.edit("patients", sim.store.ids("patients")[0], first_name="Mended")
     sim.store.hard_delete("invoices", sim.store.ids("invoices")[0])
     second = run_sync("full")
@@ -45,6 +47,8 @@ def test_syncs_under_row_level_security_as_the_application_role(world, sim, run_
     assert second.reconciliation["invoice"]["deleted"] == 1
     with tenant_scope(world.org_a):
         assert Patient.objects.count() == 60 and not QuarantinedRecord.objects.exists()
+        mended = Patient.objects.get(first_name="Mended")
+        assert PatientProfile.objects.filter(patient=mended).exists()
         assert SyncRun.objects.filter(status="completed").count() == 2
     with tenant_scope(world.org_b):
         assert not Patient.objects.exists() and not SyncRun.objects.exists()  # the other tenant sees nothing

@@ -97,7 +97,7 @@ def test_a_sync_leaves_the_tables_it_filled_with_planner_statistics(world, sim, 
         and sampled["patients_appointment"] > 0 < sampled["patients_invoice"]
     )
     with (
-        pytest.raises(DatabaseError, match="not a synced table"),
+        pytest.raises(DatabaseError, match="not a tenant table"),
         transaction.atomic(),
         connection.cursor() as c,
     ):

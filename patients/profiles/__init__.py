@@ -1,0 +1,171 @@
+"""Patient profiles: refreshed set-based in PostgreSQL (`sql.py`), judged by `rules.py`.
+
+- `profiles_refresh(org, patient_ids=...)`: the profiles of some patients (those a sync
+  touched), or all of them, in one statement.
+- `profiles_refresh_all(org)`: the organization's baseline (median interval, value of a visit)
+  and then every profile; the nightly job and "refresh now" call it.
+- `profiles_refresh_expired(org)`: the rows past their `valid_until` (a booking passed, a day
+  threshold crossed): readers call it first, so what they read is right on the day they read it.
+
+A sync announces what it changed (`patients.changes.records_changed`); `on_records_changed`
+collects the patients touched during a run and refreshes them when the run ends (the whole
+organization when it is the first import, or when most patients were touched).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+from django.utils import timezone
+
+from clinics.models import Organization
+from clinics.rls import tenant_scope
+from clinics.tenancy import table_statistics_refresh
+from patients.changes import RecordsChanged
+from patients.models import AppointmentType, PatientProfile, ProfileBaseline
+from patients.profiles.sql import BASELINE_SQL, refresh_sql
+
+logger = logging.getLogger(__name__)
+
+# Above this many patients touched in one run, refreshing them all is cheaper than by id.
+FULL_REFRESH_SHARE = 0.5
+# The organization's median gap stands in for a patient's own only once it rests on this many
+# gaps; until then the configured default does ("21 days until enough data").
+ORG_MEDIAN_MIN_GAPS = 20
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    patients: int
+    seconds: float
+
+
+def _params(organization: Organization, now: datetime, baseline: ProfileBaseline | None) -> dict[str, Any]:
+    retention = organization.retention
+    excluded = (
+        list(
+            AppointmentType.objects.for_org(organization)
+            .filter(external_id__in=retention.excluded_appointment_type_ids)
+            .values_list("pk", flat=True)
+        )
+        if retention.excluded_appointment_type_ids
+        else []
+    )
+    return {
+        "org": organization.pk,
+        "tz": organization.time_zone,
+        "now": now,
+        "today": now.astimezone(organization.tzinfo).date(),
+        "late": timezone.timedelta(hours=retention.late_cancellation_hours),
+        "excluded": excluded,
+        "visits": retention.expected_interval_visits,
+        "default_interval": float(retention.default_interval_days),
+        "baseline_interval": baseline.median_interval_days if baseline else None,
+        "baseline_value": baseline.average_visit_value if baseline else None,
+        "l_soft": retention.lapse_soft_days,
+        "l_hard": retention.lapse_hard_days,
+        "dormant": retention.dormant_days,
+    }
+
+
+def profiles_refresh(
+    organization: Organization, *, patient_ids: list[int] | None = None, now: datetime | None = None
+) -> RefreshResult:
+    """Recompute the profiles of `patient_ids` (all patients when None) as of `now`."""
+    started = time.perf_counter()
+    now = now or timezone.now()
+    if patient_ids is not None and not patient_ids:
+        return RefreshResult(0, 0.0)
+    with tenant_scope(organization):
+        baseline = ProfileBaseline.objects.for_org(organization).first()
+        params = {
+            **_params(organization, now, baseline),
+            "all_patients": patient_ids is None,
+            "ids": list(patient_ids or []),
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(refresh_sql(), params)
+            count = cursor.rowcount
+        if patient_ids is None:
+            table_statistics_refresh(PatientProfile)
+    return RefreshResult(count, time.perf_counter() - started)
+
+
+def profile_baseline_refresh(organization: Organization, *, now: datetime | None = None) -> ProfileBaseline:
+    now = now or timezone.now()
+    with tenant_scope(organization):
+        params = _params(organization, now, None)
+        with connection.cursor() as cursor:
+            cursor.execute(BASELINE_SQL, params)
+            median, gaps, value = cursor.fetchone()
+        enough = (gaps or 0) >= ORG_MEDIAN_MIN_GAPS
+        baseline, _ = ProfileBaseline.objects.update_or_create(
+            organization=organization,
+            defaults={
+                "median_interval_days": median if enough else None,
+                "interval_gaps": gaps or 0,
+                "average_visit_value": value,
+                "generated_at": now,
+            },
+        )
+    return baseline
+
+
+def profiles_refresh_all(organization: Organization, *, now: datetime | None = None) -> RefreshResult:
+    started = time.perf_counter()
+    profile_baseline_refresh(organization, now=now)
+    result = profiles_refresh(organization, now=now)
+    return RefreshResult(result.patients, time.perf_counter() - started)
+
+
+def profiles_refresh_expired(organization: Organization, *, now: datetime | None = None) -> RefreshResult:
+    """Recompute the profiles whose `valid_until` has passed (usually none or a handful)."""
+    now = now or timezone.now()
+    with tenant_scope(organization):
+        expired = list(
+            PatientProfile.objects.for_org(organization)
+            .filter(valid_until__lte=now)
+            .values_list("patient_id", flat=True)
+        )
+    if not expired:
+        return RefreshResult(0, 0.0)
+    return profiles_refresh(organization, patient_ids=expired, now=now)
+
+
+# --- following the sync ----------------------------------------------------------------------------
+_touched: dict[tuple[str, int | None], set[int]] = {}
+_touched_lock = threading.Lock()
+
+
+def on_records_changed(sender: Any, change: RecordsChanged, **kwargs: Any) -> None:
+    """`records_changed` receiver: gather the patients a run touched; refresh them when it ends."""
+    key = (change.organization_id, change.run_id)
+    with _touched_lock:
+        touched = _touched.setdefault(key, set())
+        touched.update(change.patient_ids)
+        if not change.final:
+            return
+        patients = _touched.pop(key)
+    organization = Organization.objects.filter(pk=change.organization_id).first()
+    if organization is None:
+        return
+    with tenant_scope(organization):
+        first_time = not ProfileBaseline.objects.for_org(organization).exists()
+        held = PatientProfile.objects.for_org(organization).count()
+    if first_time or len(patients) > FULL_REFRESH_SHARE * max(held, 1):
+        result = profiles_refresh_all(organization)
+    else:
+        result = profiles_refresh(organization, patient_ids=sorted(patients))
+    logger.info(
+        "profiles of %s refreshed after sync %s: %d patients in %.2f s",
+        organization.pk,
+        change.run_id,
+        result.patients,
+        result.seconds,
+    )
