@@ -209,6 +209,9 @@ SPECTACULAR_SETTINGS = {
         "SyncTriggerModeEnum": "sync.api.serializers.MODE_CHOICES",
         "SyncRunStatusEnum": "sync.models.SyncStatus",
         "PmsConnectionStatusEnum": "clinics.models.ConnectionStatus",
+        "LifecycleStageEnum": "patients.models.LifecycleStage",
+        "EngagementLevelEnum": "patients.models.EngagementLevel",
+        "ChurnRiskEnum": "patients.models.ChurnRisk",
     },
 }
 
