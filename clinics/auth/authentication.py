@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,10 +74,36 @@ class BearerAuthentication(BaseAuthentication):
         return 'Bearer realm="routiq"'
 
 
+# (user id, organization id, role) -> (local user pk, monotonic time mirrored). Per process: a
+# token arrives every few seconds from every open browser tab, and the mirror only changes when
+# the role in the token does, which makes a new key.
+_MIRRORED: dict[tuple[str, str | None, str | None], tuple[int, float]] = {}
+_MIRRORED_LOCK = threading.Lock()
+MIRROR_SECONDS = 60.0
+MIRROR_LIMIT = 10_000
+
+
 def _sync_user_and_membership(claims: SessionClaims) -> tuple[Any, str | None]:
-    """The token is the truth about a Clerk user's organization role: mirror it locally."""
+    """The token is the truth about a Clerk user's organization role: mirror it locally
+    (remembered for a minute per process, so most requests cost no query here)."""
     user_model = get_user_model()
     role = normalise_role(claims.org_role, settings.CLERK_ROLE_MAP)
+    key = (claims.user_id, claims.org_id, role)
+    now = time.monotonic()
+    with _MIRRORED_LOCK:
+        known = _MIRRORED.get(key)
+    if known is not None and now - known[1] < MIRROR_SECONDS:
+        return user_model(pk=known[0], username=claims.user_id), role
+    user, role = _mirror(claims, role)
+    with _MIRRORED_LOCK:
+        if len(_MIRRORED) >= MIRROR_LIMIT:
+            _MIRRORED.clear()
+        _MIRRORED[key] = (user.pk, now)
+    return user, role
+
+
+def _mirror(claims: SessionClaims, role: str | None) -> tuple[Any, str | None]:
+    user_model = get_user_model()
     user, _ = user_model.objects.get_or_create(username=claims.user_id)
     if not claims.org_id or not Organization.objects.filter(pk=claims.org_id).exists():
         return user, role

@@ -192,3 +192,23 @@ def test_dev_tokens_refused_when_dev_auth_is_off(world, api, settings, tmp_path)
     token = mint_dev_token(user_id="user_dev", org_id=world.org_a.pk, role="admin")
     settings.ROUTIQ_DEV_AUTH = False
     assert_error(api("GET", org_url(world.org_a), token), 401, "TOKEN_INVALID")
+
+
+def test_a_tokens_user_and_membership_are_mirrored_once_then_remembered(world, api, token_for):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from clinics.models import Membership
+
+    token = token_for(world.org_a, role="org:member", user="user_newcomer")
+    url = f"/api/v1/organizations/{world.org_a.pk}"
+    with CaptureQueriesContext(connection) as first:
+        assert api("GET", url, token).status_code == 200
+    assert Membership.objects.filter(user__username="user_newcomer", role="staff").exists()
+    with CaptureQueriesContext(connection) as second:
+        assert api("GET", url, token).status_code == 200
+    assert len(second.captured_queries) < len(first.captured_queries)
+    # A new role in a new token is mirrored at once.
+    promoted = token_for(world.org_a, role="org:admin", user="user_newcomer")
+    assert api("GET", url, promoted).json()["organization"]["your_role"] == "admin"
+    assert Membership.objects.get(user__username="user_newcomer").role == "admin"

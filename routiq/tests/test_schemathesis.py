@@ -23,13 +23,13 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from hypothesis import strategies as st
 from model_bakery import baker
-from rest_framework.throttling import SimpleRateThrottle
 
 from clinics.rls import tenant_scope
 from clinics.services import pms_connection_set
 from patients.models import Patient
 from patients.profiles import profiles_refresh_all
 from routiq.api.errors import ERROR_CODES
+from routiq.api.throttling import WindowRateThrottle
 from sync.models import SyncRun
 
 # Valid requests per operation, then requests that break the schema on purpose.
@@ -65,7 +65,7 @@ def one_test_transaction() -> Iterator[None]:
 def unthrottled(monkeypatch: pytest.MonkeyPatch) -> None:
     """Hundreds of calls a minute from one caller are the point here, not abuse; nor should
     they count against org A in a shared cache for the tests that follow."""
-    monkeypatch.setattr(SimpleRateThrottle, "allow_request", lambda self, request, view: True)
+    monkeypatch.setattr(WindowRateThrottle, "allow_request", lambda self, request, view: True)
 
 
 def envelope_shape(ctx: Any, response: schemathesis.Response, case: schemathesis.Case) -> None:

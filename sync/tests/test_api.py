@@ -285,7 +285,11 @@ def test_triggers_spend_the_organizations_sync_budget(world, connection, api, to
     from django.core.cache import cache
 
     monkeypatch.undo()  # the real throttle, 6 an hour per organization
+    from routiq.api.throttling import WindowRateThrottle
+
+    monkeypatch.setattr(WindowRateThrottle, "timer", lambda self: 1_800_000_000.0 + 600)  # mid-hour
     key = SyncTriggerThrottle.cache_format % {"scope": "sync_trigger", "ident": world.org_a.pk}
+    key = f"{key}:{int((1_800_000_000 + 600) // 3600)}"  # the window's counter
     cache.delete(key)
     try:
         token = token_for(world.org_a)
