@@ -71,6 +71,28 @@ def world(db: None) -> TenantWorld:
     return TenantWorld(org_a=org_a, org_b=org_b, admin_a=admin_a, staff_a=staff_a, admin_b=admin_b)
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """The database is rolled back after each test; a shared Redis cache is not. Cached answers
+    (keyed by per-organization versions) must not outlive the data they were computed from."""
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    if isinstance(caches["default"], RedisCache):  # the database cache rolls back with the test
+        caches["default"].clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _forget_mirrored_tokens() -> Iterator[None]:
+    """Each test's database starts empty: so must the memory of which tokens were mirrored."""
+    from clinics.auth import authentication
+
+    authentication._MIRRORED.clear()
+    yield
+    authentication._MIRRORED.clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _channel_layer_on_test_database(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
     """The PostgreSQL channel layer connects on its own; point it at the test database, not the real one."""

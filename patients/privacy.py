@@ -18,6 +18,8 @@ from django.utils import timezone
 
 from clinics.models import Organization
 from patients.models import Appointment, Invoice, Patient
+from patients.profiles import profiles_refresh_all
+from patients.profiles.cache import profiles_changed
 
 # Everything that identifies a person; set to these values when anonymising.
 PERSONAL_FIELDS: dict[str, Any] = {
@@ -69,6 +71,8 @@ def patient_anonymise(organization: Organization, *, patient_id: int) -> Patient
         patient.anonymised_at = patient.anonymised_at or timezone.now()
         patient.save(update_fields=[*PERSONAL_FIELDS, "anonymised_at"])
         Appointment.objects.for_org(organization).filter(patient=patient).update(cancellation_note="")
+        # Answers cached about the profiles carry the patient's name and contacts.
+        profiles_changed(organization.pk)
     return patient
 
 
@@ -105,6 +109,9 @@ def retention_purge(organization: Organization, *, dry_run: bool = False) -> Pur
         counts["patients"] = stale_patients.count()
         if not dry_run:
             Patient.objects.for_org(organization).filter(pk__in=stale_patients.values("pk")).delete()
+    if not dry_run and any(counts.values()):
+        # The remaining patients' histories are shorter now: their profiles change with them.
+        profiles_refresh_all(organization)
     return PurgeResult(cutoff=cutoff.isoformat(), dry_run=dry_run, **counts)
 
 

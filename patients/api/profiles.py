@@ -7,11 +7,14 @@ brought up to date from the PMS.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from django.http import HttpResponse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,6 +24,7 @@ from patients import selectors
 from patients.api.profile_data import PatientProfileSerializer, profiles_data
 from patients.models import ChurnRisk, EngagementLevel, LifecycleStage, PatientProfile
 from patients.profiles import profiles_refresh_expired
+from patients.profiles.cache import cached_answer
 from routiq.api import envelope
 from routiq.api.errors import NotFound, ValidationFailed
 from routiq.api.pagination import (
@@ -64,6 +68,23 @@ def _identifier(request: Request, name: str) -> int | None:
 class ProfileView(OrganizationScopedView):
     def fresh(self) -> None:
         profiles_refresh_expired(self.organization)
+
+    def cached(self, name: str, params: dict[str, Any], compute: Any) -> HttpResponse:
+        """The answer from the organization's versioned cache (profiles.cache), computed on a
+        miss. What is cached is the answer already rendered as JSON; a hit only puts the
+        envelope's own fields (success, timestamp, organization) in front of it."""
+
+        def build() -> bytes:
+            key, data, extra = compute()
+            as_of = selectors.organization_data_as_of(self.organization)
+            return JSONRenderer().render({key: data, **extra, "data_as_of": as_of})
+
+        rendered = cached_answer(self.organization.pk, name, params, build, refresh_expired=self.fresh)
+        head = json.dumps(
+            {"success": True, "timestamp": envelope.utc_timestamp(), "organization_id": self.organization.pk},
+            separators=(",", ":"),
+        )
+        return HttpResponse(head[:-1].encode() + b"," + rendered[1:], content_type="application/json")
 
     def answer(self, key: str, data: Any, **extra: Any) -> Response:
         return envelope.ok(
@@ -132,18 +153,21 @@ class PatientProfileListView(ProfileView):
             location_id=_identifier(request, "location"),
         )
         ordering = _choice(request, "ordering", list(selectors.PROFILE_ORDERINGS)) or "priority"
-        self.fresh()
-        profiles = selectors.patient_profile_list(self.organization, filters=filters, ordering=ordering)
-        total = profiles.count()
-        rows = list(profiles[window.offset : window.offset + window.limit]) if window.offset < total else []
-        return self.answer(
-            "patient_profiles",
-            self.rows(rows),
-            count=len(rows),
-            total=total,
-            limit=window.limit,
-            offset=window.offset,
-        )
+
+        def compute() -> tuple[str, Any, dict[str, Any]]:
+            profiles = selectors.patient_profile_list(self.organization, filters=filters, ordering=ordering)
+            total = profiles.count()
+            rows = (
+                list(profiles[window.offset : window.offset + window.limit]) if window.offset < total else []
+            )
+            return (
+                "patient_profiles",
+                self.rows(rows),
+                {"count": len(rows), "total": total, "limit": window.limit, "offset": window.offset},
+            )
+
+        params = {"filters": filters, "ordering": ordering, "limit": window.limit, "offset": window.offset}
+        return self.cached("list", params, compute)
 
 
 class PatientProfileDetailView(ProfileView):
@@ -156,12 +180,14 @@ class PatientProfileDetailView(ProfileView):
         },
     )
     def get(self, request: Request, org_id: str, patient_id: int) -> Response:
-        self.fresh()
-        try:
-            profile = selectors.patient_profile_get(self.organization, patient_id=patient_id)
-        except PatientProfile.DoesNotExist:
-            raise NotFound("No such patient.") from None
-        return self.answer("profile", self.rows([profile])[0])
+        def compute() -> tuple[str, Any, dict[str, Any]]:
+            try:
+                profile = selectors.patient_profile_get(self.organization, patient_id=patient_id)
+            except PatientProfile.DoesNotExist:
+                raise NotFound("No such patient.") from None
+            return "profile", self.rows([profile])[0], {}
+
+        return self.cached("detail", {"patient_id": patient_id}, compute)
 
 
 class ProfileSummarySerializer(serializers.Serializer):
@@ -192,15 +218,17 @@ class PatientProfileSummaryView(ProfileView):
         },
     )
     def get(self, request: Request, org_id: str) -> Response:
-        self.fresh()
-        summary = selectors.patient_profile_summary(self.organization)
-        summary = {
-            **summary,
-            "value_at_risk": float(summary["value_at_risk"]),
-            "estimated_lifetime_value": float(summary["estimated_lifetime_value"]),
-            "currency": self.organization.currency,
-        }
-        return self.answer("summary", ProfileSummarySerializer(summary).data)
+        def compute() -> tuple[str, Any, dict[str, Any]]:
+            summary = selectors.patient_profile_summary(self.organization)
+            summary = {
+                **summary,
+                "value_at_risk": float(summary["value_at_risk"]),
+                "estimated_lifetime_value": float(summary["estimated_lifetime_value"]),
+                "currency": self.organization.currency,
+            }
+            return "summary", dict(ProfileSummarySerializer(summary).data), {}
+
+        return self.cached("summary", {}, compute)
 
 
 class PatientProfileDebugView(ProfileView):

@@ -29,6 +29,7 @@ from clinics.rls import tenant_scope
 from clinics.tenancy import table_statistics_refresh
 from patients.changes import RecordsChanged
 from patients.models import AppointmentType, PatientProfile, ProfileBaseline
+from patients.profiles.cache import profiles_changed
 from patients.profiles.sql import BASELINE_SQL, refresh_sql
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def profiles_refresh(
             count = cursor.rowcount
         if patient_ids is None:
             table_statistics_refresh(PatientProfile)
+        profiles_changed(organization.pk)
     return RefreshResult(count, time.perf_counter() - started)
 
 
@@ -154,6 +156,10 @@ def on_records_changed(sender: Any, change: RecordsChanged, **kwargs: Any) -> No
         patients = _touched.pop(key)
     organization = Organization.objects.filter(pk=change.organization_id).first()
     if organization is None:
+        return
+    if not patients:
+        # Nothing to recompute, but the run moved the data's as-of time that answers carry.
+        profiles_changed(organization.pk)
         return
     with tenant_scope(organization):
         first_time = not ProfileBaseline.objects.for_org(organization).exists()

@@ -1,0 +1,96 @@
+"""Cached answers about an organization's profiles, keyed by a per-organization version.
+
+Every refresh of an organization's profiles bumps its version and records the next moment one
+of its profiles expires (the earliest `valid_until`). A reader takes both in one cache round
+trip: past that moment, it recomputes the expired profiles first (which bumps the version);
+otherwise an answer cached under the current version is still exactly what the database would
+say. Nothing is ever invalidated by hand: old versions simply stop being asked for and expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from django.core.cache import caches
+from django.utils import timezone
+
+from patients.models import PatientProfile
+
+ANSWER_SECONDS = 15 * 60
+# Part of every answer's key: change it whenever what is cached changes shape.
+ANSWER_FORMAT = "json1"
+_VERSION = "profiles:{org}:version"
+_EXPIRY = "profiles:{org}:next_expiry"
+
+
+def _cache() -> Any:
+    return caches["default"]
+
+
+def profiles_changed(organization_id: str) -> None:
+    """Call after the organization's profiles changed (inside or outside a transaction: it is
+    done once the transaction commits, so no reader caches what could still roll back)."""
+    from django.db import transaction
+
+    transaction.on_commit(lambda: _bump(organization_id))
+
+
+def profiles_cache_bump(organization_id: str) -> None:
+    """Start a new version now (operators and tests that changed rows directly)."""
+    _bump(organization_id)
+
+
+def _bump(organization_id: str) -> None:
+    from clinics.rls import tenant_scope
+
+    cache = _cache()
+    with tenant_scope(organization_id):
+        next_expiry = (
+            PatientProfile.objects.for_org(organization_id)
+            .filter(valid_until__isnull=False)
+            .order_by("valid_until")
+            .values_list("valid_until", flat=True)
+            .first()
+        )
+    version_key = _VERSION.format(org=organization_id)
+    if not cache.add(version_key, 1, None):
+        try:
+            cache.incr(version_key)
+        except ValueError:
+            cache.set(version_key, 1, None)
+    cache.set(_EXPIRY.format(org=organization_id), next_expiry, None)
+
+
+def profiles_state(organization_id: str) -> tuple[int, datetime | None]:
+    """(version, next expiry) in one round trip; version 0 when nothing was recorded yet."""
+    keys = [_VERSION.format(org=organization_id), _EXPIRY.format(org=organization_id)]
+    found = _cache().get_many(keys)
+    return int(found.get(keys[0]) or 0), found.get(keys[1])
+
+
+def cached_answer(
+    organization_id: str,
+    name: str,
+    params: dict[str, Any],
+    compute: Callable[[], Any],
+    *,
+    refresh_expired: Callable[[], Any],
+) -> Any:
+    """The answer to (name, params) for the organization's profiles as they are now."""
+    version, next_expiry = profiles_state(organization_id)
+    if version == 0 or (next_expiry is not None and next_expiry <= timezone.now()):
+        # Never recorded (a fresh cache) or a profile expired: make the database right first.
+        refresh_expired()
+        _bump(organization_id)
+        version, _ = profiles_state(organization_id)
+    digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:32]
+    key = f"profiles:{organization_id}:v{version}:{ANSWER_FORMAT}:{name}:{digest}"
+    cache = _cache()
+    answer = cache.get(key)
+    if answer is None:
+        answer = compute()
+        cache.set(key, answer, ANSWER_SECONDS)
+    return answer

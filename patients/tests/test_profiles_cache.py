@@ -1,0 +1,194 @@
+"""The versioned cache of profile answers: served again until the profiles change, never stale
+after a refresh, an expiry, an anonymisation, a purge or a finished sync, never across tenants."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import connection as db
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from model_bakery import baker
+
+from clinics.models import PmsConnection
+from clinics.rls import tenant_scope
+from patients import privacy
+from patients.changes import RecordsChanged, records_changed_announce
+from patients.models import Appointment, Patient, PatientProfile
+from patients.profiles import profiles_refresh, profiles_refresh_all
+from patients.profiles.cache import profiles_cache_bump, profiles_state
+
+pytestmark = pytest.mark.django_db
+
+
+def _patient(org, external_id, first_name, *, days_ago=(100, 114)):
+    now = timezone.now()
+    patient = baker.make(
+        Patient,
+        organization=org,
+        pms="cliniko",
+        external_id=external_id,
+        first_name=first_name,
+        last_name="Citizen",
+        phones_e164=[],
+        last_synced_at=now,
+    )
+    for n, days in enumerate(days_ago):
+        baker.make(
+            Appointment,
+            organization=org,
+            pms="cliniko",
+            external_id=f"{external_id}-{n}",
+            patient=patient,
+            starts_at=now - timedelta(days=days),
+            ends_at=now - timedelta(days=days) + timedelta(minutes=30),
+        )
+    return patient
+
+
+@pytest.fixture
+def clinics(world):
+    jane = _patient(world.org_a, "a1", "Jane")
+    _patient(world.org_a, "a2", "Omar")
+    bob = _patient(world.org_b, "b1", "Bob")
+    for org in (world.org_a, world.org_b):
+        with tenant_scope(org):
+            profiles_refresh_all(org)
+    return {"jane": jane, "bob": bob}
+
+
+def _get(api, token, org, rest=""):
+    response = api("get", f"/api/v1/reengagement/{org.pk}/patient-profiles{rest}", token)
+    assert response.status_code == 200, response.content
+    return json.loads(response.content)
+
+
+def _names(page):
+    return sorted(row["patient_name"] for row in page["patient_profiles"])
+
+
+def test_a_repeated_answer_comes_from_the_cache_until_the_version_moves(world, clinics, api, token_for):
+    token = token_for(world.org_a)
+    first = _get(api, token, world.org_a)
+    assert _names(first) == ["Jane Citizen", "Omar Citizen"]
+    with tenant_scope(world.org_a):  # a change made behind the cache's back...
+        Patient.objects.filter(pk=clinics["jane"].pk).update(first_name="Janet")
+    with CaptureQueriesContext(db) as captured:
+        again = _get(api, token, world.org_a)
+    assert _names(again) == ["Jane Citizen", "Omar Citizen"]  # ...is not seen: it was cached
+    assert not any("patient_conversation_profile" in q["sql"] for q in captured.captured_queries)
+    assert again["timestamp"] >= first["timestamp"] and again["success"] is True
+    profiles_cache_bump(world.org_a.pk)
+    assert _names(_get(api, token, world.org_a)) == ["Janet Citizen", "Omar Citizen"]
+
+
+def test_a_refresh_starts_a_new_version_once_it_commits(world, clinics, django_capture_on_commit_callbacks):
+    before, _ = profiles_state(world.org_a.pk)
+    with django_capture_on_commit_callbacks(execute=False) as pending:
+        profiles_refresh(world.org_a, patient_ids=[clinics["jane"].pk])
+    assert profiles_state(world.org_a.pk)[0] == before  # not before the commit
+    for callback in pending:
+        callback()
+    version, next_expiry = profiles_state(world.org_a.pk)
+    assert version == before + 1
+    with tenant_scope(world.org_a):
+        earliest = PatientProfile.objects.order_by("valid_until").values_list("valid_until", flat=True)[0]
+    assert next_expiry == earliest
+
+
+def test_an_expired_profile_is_recomputed_even_when_its_answer_was_cached(world, clinics, api, token_for):
+    token = token_for(world.org_a)
+    jane = clinics["jane"]
+    assert _get(api, token, world.org_a, f"/{jane.pk}")["profile"]["upcoming_appointment_count"] == 0
+    with tenant_scope(world.org_a):
+        baker.make(
+            Appointment,
+            organization=world.org_a,
+            pms="cliniko",
+            external_id="soon",
+            patient=jane,
+            starts_at=timezone.now() + timedelta(days=2),
+            ends_at=timezone.now() + timedelta(days=2, minutes=30),
+        )
+        PatientProfile.objects.filter(patient=jane).update(valid_until=timezone.now() - timedelta(seconds=1))
+    # The cache recorded when the next profile expires; the expiry is now earlier than that.
+    profiles_cache_bump(world.org_a.pk)
+    profile = _get(api, token, world.org_a, f"/{jane.pk}")["profile"]
+    assert profile["upcoming_appointment_count"] == 1
+
+
+def test_the_recorded_expiry_passing_recomputes_before_answering(world, clinics, api, token_for, monkeypatch):
+    token = token_for(world.org_a)
+    jane = clinics["jane"]
+    _get(api, token, world.org_a, f"/{jane.pk}")
+    _, next_expiry = profiles_state(world.org_a.pk)
+    assert next_expiry is not None
+    with tenant_scope(world.org_a):
+        Patient.objects.filter(pk=jane.pk).update(first_name="Later")
+    later = next_expiry + timedelta(seconds=1)
+    monkeypatch.setattr("patients.profiles.cache.timezone.now", lambda: later)
+    monkeypatch.setattr("patients.profiles.timezone.now", lambda: later)
+    assert _get(api, token, world.org_a, f"/{jane.pk}")["profile"]["patient_name"] == "Later Citizen"
+
+
+def test_anonymising_a_patient_removes_them_from_cached_answers_at_once(
+    world, clinics, api, token_for, django_capture_on_commit_callbacks
+):
+    token = token_for(world.org_a)
+    jane = clinics["jane"]
+    assert "Jane Citizen" in _names(_get(api, token, world.org_a))
+    assert _get(api, token, world.org_a, f"/{jane.pk}")["profile"]["patient_name"] == "Jane Citizen"
+    with django_capture_on_commit_callbacks(execute=True):
+        privacy.patient_anonymise(world.org_a, patient_id=jane.pk)
+    assert "Jane Citizen" not in _names(_get(api, token, world.org_a))
+    detail = _get(api, token, world.org_a, f"/{jane.pk}")["profile"]
+    assert detail["patient_name"] != "Jane Citizen" and detail["email"] is None
+
+
+def test_a_purge_recomputes_the_profiles_of_those_who_remain(world, clinics, api, token_for):
+    token = token_for(world.org_a)
+    jane = clinics["jane"]
+    _patient(world.org_a, "a3", "Old", days_ago=())
+    with tenant_scope(world.org_a):
+        Appointment.objects.filter(patient=jane).update(starts_at=timezone.now() - timedelta(days=4000))
+        profiles_refresh_all(world.org_a)
+    profiles_cache_bump(world.org_a.pk)
+    assert _get(api, token, world.org_a, f"/{jane.pk}")["profile"]["total_appointment_count"] == 2
+    with tenant_scope(world.org_a):
+        result = privacy.retention_purge(world.org_a)
+    assert result.appointments == 2
+    profiles_cache_bump(world.org_a.pk)  # the test's transaction never commits: bump as a commit would
+    assert _get(api, token, world.org_a, f"/{jane.pk}")["profile"]["total_appointment_count"] == 0
+
+
+def test_a_finished_sync_with_no_changes_still_moves_data_as_of(
+    world, clinics, api, token_for, django_capture_on_commit_callbacks
+):
+    token = token_for(world.org_a)
+    first = _get(api, token, world.org_a, "/summary")
+    connection = baker.make(PmsConnection, organization=world.org_a, kind="cliniko")
+    synced_at = timezone.now()
+    with tenant_scope(world.org_a):
+        PmsConnection.objects.filter(pk=connection.pk).update(last_successful_sync_at=synced_at)
+    with django_capture_on_commit_callbacks(execute=True):
+        records_changed_announce(
+            RecordsChanged(organization_id=world.org_a.pk, source="sync", run_id=1, final=True)
+        )
+    after = _get(api, token, world.org_a, "/summary")
+    assert after["data_as_of"] != first["data_as_of"]
+    assert after["data_as_of"].startswith(synced_at.strftime("%Y-%m-%dT%H:%M"))
+
+
+def test_one_organizations_cached_answer_is_never_anothers(world, clinics, api, token_for):
+    assert _names(_get(api, token_for(world.org_a), world.org_a)) == ["Jane Citizen", "Omar Citizen"]
+    assert _names(_get(api, token_for(world.org_b, user="user_bob"), world.org_b)) == ["Bob Citizen"]
+    bob = clinics["bob"]
+    response = api(
+        "get", f"/api/v1/reengagement/{world.org_a.pk}/patient-profiles/{bob.pk}", token_for(world.org_a)
+    )
+    assert response.status_code == 404
+    # And a token for A asking for B's (cached) listing is refused, not served.
+    response = api("get", f"/api/v1/reengagement/{world.org_b.pk}/patient-profiles", token_for(world.org_a))
+    assert response.status_code in (403, 404)
