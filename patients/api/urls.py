@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from patients.api import privacy, profiles
 
@@ -29,4 +29,6 @@ urlpatterns = [
         name="privacy-patient-anonymise",
     ),
     path("privacy/<str:org_id>/purge", privacy.RetentionPurgeView.as_view(), name="privacy-retention-purge"),
+    path("", include("patients.api.urls_reengagement")),
+    path("", include("patients.api.urls_analytics")),
 ]
