@@ -7,7 +7,8 @@ RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r requirements.txt
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    ROUTIQ_PRODUCTION=true ROUTIQ_STATE_DIR=/app/.routiq
+    ROUTIQ_PRODUCTION=true ROUTIQ_STATE_DIR=/app/.routiq \
+    WEB_CONCURRENCY=2
 RUN useradd --create-home --uid 10001 routiq
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
@@ -22,4 +23,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
   CMD python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4).status == 200 else 1)"
 # The worker runs from the same image: docker run <image> python manage.py qcluster
-CMD ["uvicorn", "routiq.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-server-header"]
+# One uvicorn worker process per core (WEB_CONCURRENCY); the access log is left to the proxy.
+CMD ["uvicorn", "routiq.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers", "--no-server-header", "--no-access-log"]

@@ -72,13 +72,13 @@ def world(db: None) -> TenantWorld:
 
 
 @pytest.fixture(autouse=True)
-def _empty_cache() -> Iterator[None]:
-    """The database is rolled back after each test; a shared Redis cache is not. Cached answers
-    (keyed by per-organization versions) must not outlive the data they were computed from."""
+def _empty_cache(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Each test starts with an empty cache: cached answers (keyed by per-organization versions)
+    must not outlive the data they were computed from. A test's rollback does not reach Redis,
+    nor the database cache after a test that really committed."""
     from django.core.cache import caches
-    from django.core.cache.backends.redis import RedisCache
 
-    if isinstance(caches["default"], RedisCache):  # the database cache rolls back with the test
+    with django_db_blocker.unblock():
         caches["default"].clear()
     yield
 

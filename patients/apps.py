@@ -7,7 +7,10 @@ class PatientsConfig(AppConfig):
 
     def ready(self) -> None:
         # Profiles follow the records: what a sync changed is recomputed when its run ends.
+        from patients.api import answers
         from patients.changes import records_changed
         from patients.profiles import on_records_changed
 
         records_changed.connect(on_records_changed, dispatch_uid="patients.profiles")
+        # Then the answers its screens ask first are computed ahead (receivers run in order).
+        records_changed.connect(answers.on_records_changed, dispatch_uid="patients.answers.warm")

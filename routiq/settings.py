@@ -90,6 +90,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache, channel layer, job broker: Redis when given, PostgreSQL otherwise ------------------
 REDIS_URL = startup.redis_url(env)
+# How long a computed analytics answer is kept under its organization's data version (versions
+# move whenever the data does, so this only bounds memory); 0 computes every answer afresh.
+ANSWER_CACHE_SECONDS = env.int("ANSWER_CACHE_SECONDS", default=15 * 60)
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -261,3 +261,21 @@ class PatientProfileSerializer(serializers.Serializer):
     predicted_value_12m = serializers.FloatField()
     value_at_risk = serializers.FloatField()
     currency = serializers.CharField()
+
+
+class ProfileSummarySerializer(serializers.Serializer):
+    total_patients = serializers.IntegerField()
+    highly_engaged = serializers.IntegerField()
+    moderately_engaged = serializers.IntegerField()
+    low_engagement = serializers.IntegerField()
+    disengaged = serializers.IntegerField()
+    critical_risk = serializers.IntegerField()
+    high_risk = serializers.IntegerField()
+    medium_risk = serializers.IntegerField()
+    low_risk = serializers.IntegerField()
+    by_lifecycle_stage = serializers.DictField(child=serializers.IntegerField())
+    with_upcoming = serializers.IntegerField()
+    value_at_risk = serializers.FloatField()
+    estimated_lifetime_value = serializers.FloatField()
+    currency = serializers.CharField()
+    generated_at = serializers.DateTimeField(allow_null=True)

@@ -7,24 +7,22 @@ brought up to date from the PMS.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpResponse
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from clinics.api.base import OrganizationScopedView
 from clinics.models import Role
 from patients import selectors
-from patients.api.profile_data import PatientProfileSerializer, profiles_data
+from patients.api import answers
+from patients.api.answers import answer_rendered, answer_response, profile_rows
+from patients.api.profile_data import PatientProfileSerializer, ProfileSummarySerializer
 from patients.models import ChurnRisk, EngagementLevel, LifecycleStage, PatientProfile
 from patients.profiles import profiles_refresh_expired
-from patients.profiles.cache import cached_answer
 from routiq.api import envelope
 from routiq.api.errors import NotFound, ValidationFailed
 from routiq.api.pagination import (
@@ -70,21 +68,8 @@ class ProfileView(OrganizationScopedView):
         profiles_refresh_expired(self.organization)
 
     def cached(self, name: str, params: dict[str, Any], compute: Any) -> HttpResponse:
-        """The answer from the organization's versioned cache (profiles.cache), computed on a
-        miss. What is cached is the answer already rendered as JSON; a hit only puts the
-        envelope's own fields (success, timestamp, organization) in front of it."""
-
-        def build() -> bytes:
-            key, data, extra = compute()
-            as_of = selectors.organization_data_as_of(self.organization)
-            return JSONRenderer().render({key: data, **extra, "data_as_of": as_of})
-
-        rendered = cached_answer(self.organization.pk, name, params, build, refresh_expired=self.fresh)
-        head = json.dumps(
-            {"success": True, "timestamp": envelope.utc_timestamp(), "organization_id": self.organization.pk},
-            separators=(",", ":"),
-        )
-        return HttpResponse(head[:-1].encode() + b"," + rendered[1:], content_type="application/json")
+        """The answer from the organization's versioned cache (see patients.api.answers)."""
+        return answer_response(self.organization, answer_rendered(self.organization, name, params, compute))
 
     def answer(self, key: str, data: Any, **extra: Any) -> Response:
         return envelope.ok(
@@ -96,9 +81,7 @@ class ProfileView(OrganizationScopedView):
         )
 
     def rows(self, profiles: Any) -> list[dict[str, Any]]:
-        return profiles_data(
-            profiles, now=timezone.now(), tz=self.organization.tzinfo, currency=self.organization.currency
-        )
+        return profile_rows(self.organization, profiles)
 
 
 def _choice_parameter(name: str, choices: list[str]) -> OpenApiParameter:
@@ -154,20 +137,10 @@ class PatientProfileListView(ProfileView):
         )
         ordering = _choice(request, "ordering", list(selectors.PROFILE_ORDERINGS)) or "priority"
 
-        def compute() -> tuple[str, Any, dict[str, Any]]:
-            profiles = selectors.patient_profile_list(self.organization, filters=filters, ordering=ordering)
-            total = profiles.count()
-            rows = (
-                list(profiles[window.offset : window.offset + window.limit]) if window.offset < total else []
-            )
-            return (
-                "patient_profiles",
-                self.rows(rows),
-                {"count": len(rows), "total": total, "limit": window.limit, "offset": window.offset},
-            )
-
-        params = {"filters": filters, "ordering": ordering, "limit": window.limit, "offset": window.offset}
-        return self.cached("list", params, compute)
+        page = answers.profile_page(
+            self.organization, filters=filters, ordering=ordering, limit=window.limit, offset=window.offset
+        )
+        return answer_response(self.organization, page)
 
 
 class PatientProfileDetailView(ProfileView):
@@ -190,24 +163,6 @@ class PatientProfileDetailView(ProfileView):
         return self.cached("detail", {"patient_id": patient_id}, compute)
 
 
-class ProfileSummarySerializer(serializers.Serializer):
-    total_patients = serializers.IntegerField()
-    highly_engaged = serializers.IntegerField()
-    moderately_engaged = serializers.IntegerField()
-    low_engagement = serializers.IntegerField()
-    disengaged = serializers.IntegerField()
-    critical_risk = serializers.IntegerField()
-    high_risk = serializers.IntegerField()
-    medium_risk = serializers.IntegerField()
-    low_risk = serializers.IntegerField()
-    by_lifecycle_stage = serializers.DictField(child=serializers.IntegerField())
-    with_upcoming = serializers.IntegerField()
-    value_at_risk = serializers.FloatField()
-    estimated_lifetime_value = serializers.FloatField()
-    currency = serializers.CharField()
-    generated_at = serializers.DateTimeField(allow_null=True)
-
-
 class PatientProfileSummaryView(ProfileView):
     @extend_schema(
         operation_id="reengagement_patient_profiles_summary",
@@ -218,17 +173,7 @@ class PatientProfileSummaryView(ProfileView):
         },
     )
     def get(self, request: Request, org_id: str) -> Response:
-        def compute() -> tuple[str, Any, dict[str, Any]]:
-            summary = selectors.patient_profile_summary(self.organization)
-            summary = {
-                **summary,
-                "value_at_risk": float(summary["value_at_risk"]),
-                "estimated_lifetime_value": float(summary["estimated_lifetime_value"]),
-                "currency": self.organization.currency,
-            }
-            return "summary", dict(ProfileSummarySerializer(summary).data), {}
-
-        return self.cached("summary", {}, compute)
+        return answer_response(self.organization, answers.profile_summary(self.organization))
 
 
 class PatientProfileDebugView(ProfileView):

@@ -192,3 +192,46 @@ def test_one_organizations_cached_answer_is_never_anothers(world, clinics, api, 
     # And a token for A asking for B's (cached) listing is refused, not served.
     response = api("get", f"/api/v1/reengagement/{world.org_b.pk}/patient-profiles", token_for(world.org_a))
     assert response.status_code in (403, 404)
+
+
+def test_with_the_answer_cache_off_every_answer_is_computed(world, clinics, api, token_for, settings):
+    settings.ANSWER_CACHE_SECONDS = 0
+    token = token_for(world.org_a)
+    assert _names(_get(api, token, world.org_a)) == ["Jane Citizen", "Omar Citizen"]
+    with tenant_scope(world.org_a):
+        Patient.objects.filter(pk=clinics["jane"].pk).update(first_name="Janet")
+    assert _names(_get(api, token, world.org_a)) == ["Janet Citizen", "Omar Citizen"]
+
+
+@pytest.mark.django_db(transaction=True)  # commits for real: the bump runs before the warming
+def test_a_finished_sync_warms_the_first_answers(world, clinics, api, token_for):
+    token = token_for(world.org_a)
+    _get(api, token, world.org_a, "/summary")  # mirrors the token's user: not what is measured
+    with tenant_scope(world.org_a):
+        Patient.objects.filter(pk=clinics["jane"].pk).update(first_name="Janet")
+    records_changed_announce(  # outside a transaction: sent at once, as after a sync's commit
+        RecordsChanged(
+            organization_id=world.org_a.pk,
+            source="sync",
+            run_id=7,
+            final=True,
+            patient_ids=(clinics["jane"].pk,),
+        )
+    )
+    for rest in ("", "/summary"):
+        with CaptureQueriesContext(db) as captured:
+            page = _get(api, token, world.org_a, rest)
+        assert not any("patient_conversation_profile" in q["sql"] for q in captured.captured_queries), rest
+    assert _names(_get(api, token, world.org_a)) == ["Janet Citizen", "Omar Citizen"]
+    assert page["summary"]["total_patients"] == 2
+
+
+def test_warming_failures_are_logged_not_raised(world, clinics, monkeypatch, caplog):
+    from patients.api import answers
+
+    def broken(org):
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(answers.WARMERS, "profiles_summary", broken)
+    assert answers.answers_warm(world.org_a) == ["profiles_page"]
+    assert "warming profiles_summary" in caplog.text

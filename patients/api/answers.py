@@ -1,0 +1,126 @@
+"""Analytics answers as the API sends them, computed once per data version and cached.
+
+An answer is rendered to JSON when computed and cached as bytes under the organization's
+version (patients.profiles.cache); a request only puts the envelope's own fields (success,
+timestamp, organization) in front of it. The same builders warm the cache after a sync, so the
+first dashboard load after new data does not pay for computing it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from django.http import HttpResponse
+from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
+
+from clinics.models import Organization
+from patients import selectors
+from patients.api.profile_data import ProfileSummarySerializer, profiles_data
+from patients.profiles import profiles_refresh_expired
+from patients.profiles.cache import cached_answer
+from routiq.api import envelope
+from routiq.api.pagination import DEFAULT_LIMIT
+
+logger = logging.getLogger(__name__)
+
+# (key, data, extra fields): what an answer's compute function returns.
+Computed = tuple[str, Any, dict[str, Any]]
+
+
+def answer_rendered(
+    organization: Organization, name: str, params: dict[str, Any], compute: Callable[[], Computed]
+) -> bytes:
+    """The answer to (name, params) as JSON bytes, with `data_as_of`; from the cache when the
+    organization's data has not changed since it was computed."""
+
+    def build() -> bytes:
+        key, data, extra = compute()
+        as_of = selectors.organization_data_as_of(organization)
+        return JSONRenderer().render({key: data, **extra, "data_as_of": as_of})
+
+    return cached_answer(
+        organization.pk, name, params, build, refresh_expired=lambda: profiles_refresh_expired(organization)
+    )
+
+
+def answer_response(organization: Organization, rendered: bytes) -> HttpResponse:
+    head = json.dumps(
+        {"success": True, "timestamp": envelope.utc_timestamp(), "organization_id": organization.pk},
+        separators=(",", ":"),
+    )
+    return HttpResponse(head[:-1].encode() + b"," + rendered[1:], content_type="application/json")
+
+
+def profile_rows(organization: Organization, profiles: Any) -> list[dict[str, Any]]:
+    return profiles_data(profiles, now=timezone.now(), tz=organization.tzinfo, currency=organization.currency)
+
+
+def profile_page(
+    organization: Organization,
+    *,
+    filters: selectors.ProfileFilters,
+    ordering: str = "priority",
+    limit: int = DEFAULT_LIMIT,
+    offset: int = 0,
+) -> bytes:
+    def compute() -> Computed:
+        profiles = selectors.patient_profile_list(organization, filters=filters, ordering=ordering)
+        total = profiles.count()
+        rows = list(profiles[offset : offset + limit]) if offset < total else []
+        return (
+            "patient_profiles",
+            profile_rows(organization, rows),
+            {"count": len(rows), "total": total, "limit": limit, "offset": offset},
+        )
+
+    params = {"filters": filters, "ordering": ordering, "limit": limit, "offset": offset}
+    return answer_rendered(organization, "list", params, compute)
+
+
+def profile_summary(organization: Organization) -> bytes:
+    def compute() -> Computed:
+        summary = selectors.patient_profile_summary(organization)
+        summary = {
+            **summary,
+            "value_at_risk": float(summary["value_at_risk"]),
+            "estimated_lifetime_value": float(summary["estimated_lifetime_value"]),
+            "currency": organization.currency,
+        }
+        return "summary", dict(ProfileSummarySerializer(summary).data), {}
+
+    return answer_rendered(organization, "summary", {"currency": organization.currency}, compute)
+
+
+# What a clinic's screens ask first: computed ahead after its data changes.
+WARMERS: dict[str, Callable[[Organization], bytes]] = {
+    "profiles_page": lambda org: profile_page(org, filters=selectors.ProfileFilters()),
+    "profiles_summary": profile_summary,
+}
+
+
+def answers_warm(organization: Organization) -> list[str]:
+    """Compute the first answers of the organization's screens into the cache; the names warmed.
+    A failure is logged, never raised: warming only saves a later request the work."""
+    warmed = []
+    for name, warm in WARMERS.items():
+        try:
+            warm(organization)
+        except Exception:
+            logger.exception("warming %s for %s failed", name, organization.pk)
+        else:
+            warmed.append(name)
+    return warmed
+
+
+def on_records_changed(sender: Any, change: Any, **kwargs: Any) -> None:
+    """`records_changed` receiver, connected after the profile refresh: once a sync run ended
+    and its profiles were recomputed, compute the answers its clinic will ask for first."""
+    if not change.final:
+        return
+    organization = Organization.objects.filter(pk=change.organization_id).first()
+    if organization is not None:
+        answers_warm(organization)
