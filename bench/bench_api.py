@@ -1,0 +1,227 @@
+"""Benchmark the analytics API on the 50,000-patient organization with wrk (issue 5's figures).
+
+    python bench/bench_profiles.py --keep          # once: build the dataset (kept afterwards)
+    python bench/bench_api.py                      # measure; Redis from REDIS_URL, else PostgreSQL
+    python bench/bench_api.py --duration 20 --only profiles_page
+
+The server runs as in production (Dockerfile): uvicorn, one worker per core
+(WEB_CONCURRENCY=2), ROUTIQ_PRODUCTION on, DEBUG off, access log off, Clerk tokens verified
+against a PEM key made here (RS256, as Clerk signs). Every client sends requests back to back
+(wrk's closed loop) with a valid token of an admin of the big organization. The rate limits are
+raised for the run, not removed: their counters are still taken on every request.
+
+Each scenario runs twice in one pass, side by side: with the answer cache (what a clinic gets:
+answers computed once per data version) and with it off (ANSWER_CACHE_SECONDS=0: every request
+computes its answer, the worst case right after a sync). Figures: requests/s, p50/p95/p99 ms,
+errors (socket errors and non-2xx answers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from bench_profiles import BIG_ORG, DATABASE
+from harness import REPO_ROOT, server_settings, url
+
+WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
+ISSUER = "https://bench.clerk.accounts.dev"
+ORIGIN = "https://app.routiq.bench"
+TARGETS = {"p95_ms": 50.0, "p99_ms": 150.0}  # at 10 clients; and >= 300 rps at 50 on the page
+
+
+def scenarios(org: str) -> dict[str, str]:
+    base = f"/api/v1/reengagement/{org}/patient-profiles"
+    return {
+        "profiles_page": f"{base}?limit=50",
+        "profiles_page_2": f"{base}?limit=50&offset=5000&ordering=value",
+        "profiles_search_name": f"{base}?limit=50&search=smith",
+        "profiles_search_phone": f"{base}?limit=50&search=0412%20345%20678",
+        "profiles_filtered": f"{base}?limit=50&churn_risk=high&lifecycle_stage=lapsing&has_upcoming=false",
+        "profiles_summary": f"{base}/summary",
+        "dashboard": f"/api/v1/dashboard/{org}",
+    }
+
+
+def _keys() -> tuple[str, str]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+def _token(private_pem: str, org: str) -> str:
+    import jwt
+
+    now = int(time.time())
+    claims = {
+        "sub": "user_bench_admin",
+        "sid": "sess_bench",
+        "iss": ISSUER,
+        "iat": now,
+        "nbf": now,
+        "exp": now + 6 * 3600,
+        "azp": ORIGIN,
+        "v": 2,
+        "o": {"id": org, "rol": "admin", "slg": "bench"},
+    }
+    return jwt.encode(claims, private_pem, algorithm="RS256")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server_env(database_url: str, public_pem: str, *, cache_seconds: int) -> dict[str, str]:
+    from cryptography.fernet import Fernet
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ROUTIQ_PRODUCTION": "true",
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "ROUTIQ_ENCRYPTION_KEY": Fernet.generate_key().decode(),
+        "CLERK_JWT_KEY": public_pem,
+        "CLERK_ISSUER": ISSUER,
+        "CLERK_AUTHORIZED_PARTIES": ORIGIN,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "THROTTLE_CALLER": "1000000/min",
+        "THROTTLE_ORGANIZATION": "1000000/min",
+        "LOG_LEVEL": "WARNING",
+        "WEB_CONCURRENCY": "2",
+        "ANSWER_CACHE_SECONDS": str(cache_seconds),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+class Server:
+    """uvicorn as the Dockerfile starts it, with a worker per core."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        command = [
+            sys.executable, "-m", "uvicorn", "routiq.asgi:application", "--host", "127.0.0.1",
+            "--port", str(self.port), "--no-server-header", "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
+
+    def wait(self, token: str, path: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit("the server exited")
+            try:
+                self.get(token, path)
+                return
+            except OSError:
+                time.sleep(0.5)
+        raise SystemExit("the server did not answer in time")
+
+    def get(self, token: str, path: str) -> dict:
+        request = urllib.request.Request(self.base + path, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def wrk(base: str, path: str, token: str, *, clients: int, seconds: int) -> dict[str, float]:
+    command = [
+        "wrk", f"-t{min(clients, 2)}", f"-c{clients}", f"-d{seconds}s", "--timeout", "10s",
+        "-s", str(WRK_SCRIPT), "-H", f"Authorization: Bearer {token}", base + path,
+    ]  # fmt: skip
+    completed = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def measure(server: Server, token: str, paths: dict[str, str], *, seconds: int) -> dict[str, dict]:
+    results = {}
+    for name, path in paths.items():
+        for _ in range(3):  # warm: the worker's connections, and the answer when caching
+            server.get(token, path)
+        results[name] = wrk(server.base, path, token, clients=10, seconds=seconds)
+        if name == "profiles_page":
+            results[f"{name}@50"] = wrk(server.base, path, token, clients=50, seconds=seconds)
+        print(f"  {name:<24} {json.dumps(results[name])}", flush=True)
+    return results
+
+
+def verdict(name: str, figures: dict[str, float]) -> str:
+    if figures["errors"] or figures["non_2xx"]:
+        return "ERRORS"
+    if name.endswith("@50"):
+        return "ok" if figures["rps"] >= 300 else "below 300 rps"
+    misses = [k for k, limit in TARGETS.items() if figures[k] > limit]
+    return "ok" if not misses else "over " + ", ".join(misses)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
+    parser.add_argument("--only", action="append", help="scenario names (repeatable)")
+    parser.add_argument("--no-uncached", action="store_true", help="skip the cache-off pass")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    database_url = url(server_settings(), DATABASE)
+    migrate_env = {**os.environ, "DATABASE_URL": database_url}
+    migrate_env.pop("DJANGO_SETTINGS_MODULE", None)
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO_ROOT, env=migrate_env, check=True
+    )
+    private_pem, public_pem = _keys()
+    token = _token(private_pem, BIG_ORG)
+    paths = {k: v for k, v in scenarios(BIG_ORG).items() if not args.only or k in args.only}
+    cache_mode = f"Redis {os.environ['REDIS_URL']}" if os.environ.get("REDIS_URL") else "PostgreSQL"
+    passes = [("cached", 15 * 60)] + ([] if args.no_uncached else [("uncached", 0)])
+    report: dict[str, dict] = {}
+    for label, cache_seconds in passes:
+        print(f"== {label} answers (cache: {cache_mode}), 10 clients unless @50, {args.duration} s each")
+        server = Server(server_env(database_url, public_pem, cache_seconds=cache_seconds))
+        try:
+            server.wait(token, next(iter(paths.values())))
+            report[label] = measure(server, token, paths, seconds=args.duration)
+        finally:
+            server.stop()
+    print("== summary (targets: p95 <= 50 ms, p99 <= 150 ms at 10 clients; >= 300 rps at 50)")
+    for label, results in report.items():
+        for name, figures in results.items():
+            print(
+                f"  {label:<9} {name:<24} rps {figures['rps']:7.1f}  p50 {figures['p50_ms']:6.1f}  "
+                f"p95 {figures['p95_ms']:6.1f}  p99 {figures['p99_ms']:6.1f}  errors "
+                f"{figures['errors']}  {verdict(name, figures)}"
+            )
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
