@@ -72,9 +72,32 @@ def tenant_context_set(organization: Any) -> None:
 
 
 @contextmanager
+def _restoring_outer_scope() -> Iterator[None]:
+    """A transaction (or a savepoint in one). A transaction-local setting outlives a released
+    savepoint, so a scope nested in another puts the outer one's settings back when it ends;
+    when it ends with an exception, rolling back to the savepoint already has."""
+    nested = connection.in_atomic_block
+    with transaction.atomic():
+        outer = None
+        if nested:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT current_setting('app.org_id', true), current_setting('app.cross_tenant', true)"
+                )
+                outer = cursor.fetchone()
+        yield
+        if outer is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('app.org_id', %s, true), set_config('app.cross_tenant', %s, true)",
+                    [outer[0] or "", outer[1] or ""],
+                )
+
+
+@contextmanager
 def tenant_scope(organization: Any) -> Iterator[None]:
     """A transaction in which exactly one organization's rows are visible and writable."""
-    with transaction.atomic():
+    with _restoring_outer_scope():
         tenant_context_set(organization)
         yield
 
@@ -82,7 +105,7 @@ def tenant_scope(organization: Any) -> Iterator[None]:
 @contextmanager
 def cross_tenant_scope(reason: str) -> Iterator[None]:
     """A transaction that sees every tenant. Keep these few and say why."""
-    with transaction.atomic():
+    with _restoring_outer_scope():
         logger.debug("cross-tenant scope: %s", reason)
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('app.cross_tenant', 'on', true)")

@@ -137,3 +137,33 @@ def test_policy_compares_with_an_empty_setting_as_no_tenant(world, as_app_role):
 def test_tenant_context_needs_a_transaction(world):
     with pytest.raises(RuntimeError):
         tenant_context_set(world.org_a)
+
+
+def test_a_nested_scope_gives_the_outer_one_back(world, as_app_role):
+    baker.make(Patient, organization=world.org_a, pms="cliniko", external_id="a1")
+    baker.make(Patient, organization=world.org_b, pms="cliniko", external_id="b1")
+    as_app_role()
+
+    def visible():
+        return sorted(Patient.objects.values_list("external_id", flat=True))
+
+    with tenant_scope(world.org_a):
+        with tenant_scope(world.org_b):
+            assert visible() == ["b1"]
+        assert visible() == ["a1"]
+        with cross_tenant_scope("test: nested operator"):
+            assert visible() == ["a1", "b1"]
+        assert visible() == ["a1"]
+    with cross_tenant_scope("test: operator"):
+        with tenant_scope(world.org_b):
+            assert visible() == ["b1"]
+        assert visible() == ["a1", "b1"]
+
+
+def test_a_nested_scope_that_fails_leaves_the_outer_one(world, as_app_role):
+    baker.make(Patient, organization=world.org_a, pms="cliniko", external_id="a1")
+    as_app_role()
+    with tenant_scope(world.org_a):
+        with pytest.raises(LookupError), tenant_scope(world.org_b):
+            raise LookupError("the nested work failed")
+        assert list(Patient.objects.values_list("external_id", flat=True)) == ["a1"]
