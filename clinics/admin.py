@@ -21,6 +21,14 @@ class OrganizationAdmin(admin.ModelAdmin):
     list_filter = ("country", "currency")
     readonly_fields = ("created_at", "updated_at")
 
+    def get_queryset(self, request: HttpRequest) -> Any:
+        # Organizations have no row-level security (they are the tenants): clinic staff see
+        # their own here, operators all of them.
+        queryset = super().get_queryset(request)
+        if request.user.is_superuser:
+            return queryset
+        return queryset.filter(pk__in=getattr(request, "admin_organization_ids", ()))
+
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         # The id is the Clerk organization id: fixed once created.
         return (*self.readonly_fields, "id") if obj else self.readonly_fields
