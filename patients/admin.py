@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 
 from clinics.audit import audit_record
 from clinics.models import Membership, Organization, Role
-from patients import privacy
+from patients import admin_profiles, privacy  # noqa: F401 - admin_profiles registers the profile admin
 from patients.models import Appointment, AppointmentType, Invoice, Patient, Practitioner
 from routiq.admin_tools import PmsCopyAdmin
 

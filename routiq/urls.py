@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from django.views.generic import TemplateView
+from django.views.generic import RedirectView, TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from routiq import health
@@ -13,6 +13,11 @@ urlpatterns = [
     path("", TemplateView.as_view(template_name="routiq/home.html"), name="home"),
     path("health", health.health, name="health"),
     path("health/live", health.live, name="health-live"),
+    # The staff worklist lives under the profile admin; this is the address people are given.
+    path(
+        "admin/patients/worklist/",
+        RedirectView.as_view(pattern_name="admin:patients_patientprofile_worklist", query_string=True),
+    ),
     path("admin/", admin.site.urls),
     path("api/v1/", include("clinics.api.urls")),
     path("api/v1/", include("patients.api.urls")),
