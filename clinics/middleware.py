@@ -1,8 +1,10 @@
 """The tenant scope of admin pages.
 
 Operators (superusers) work across organizations: their admin requests run in the explicit
-cross-tenant scope. A clinic staff member with one organization sees only that one. Anyone
-else gets no tenant at all, and so no tenant rows.
+cross-tenant scope. A clinic staff member with one organization sees only that one. A member
+of several works in one at a time (a transaction sees one tenant): the one chosen in the
+organization filter, remembered in the session for the pages that have no filter (a patient's
+page, a form). Anyone else gets no tenant at all, and so no tenant rows.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from django.urls import reverse
 
 from clinics.models import Membership
 from clinics.rls import cross_tenant_scope, tenant_scope
+
+# Where an admin page names the organization: the changelists' filter, the worklist's choice.
+CHOICE_PARAMETERS = ("organization__id__exact", "organization")
+SESSION_KEY = "admin_organization"
 
 
 class AdminTenantScopeMiddleware:
@@ -31,7 +37,18 @@ class AdminTenantScopeMiddleware:
         with cross_tenant_scope("a user's own memberships"):
             org_ids = list(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
         request.admin_organization_ids = tuple(org_ids)  # the ORM filter (routiq.admin_tools)
-        if len(org_ids) == 1:
-            with tenant_scope(org_ids[0]):
-                return self.get_response(request)
-        return self.get_response(request)
+        active = org_ids[0] if len(org_ids) == 1 else self._chosen(request, org_ids)
+        if active is None:
+            return self.get_response(request)
+        with tenant_scope(active):
+            return self.get_response(request)
+
+    @staticmethod
+    def _chosen(request: HttpRequest, org_ids: list[str]) -> str | None:
+        for name in CHOICE_PARAMETERS:
+            wanted = request.GET.get(name)
+            if wanted in org_ids:
+                request.session[SESSION_KEY] = wanted
+                return wanted
+        remembered = request.session.get(SESSION_KEY)
+        return remembered if remembered in org_ids else None

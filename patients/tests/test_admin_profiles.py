@@ -683,3 +683,26 @@ def test_the_short_worklist_address_leads_to_the_worklist(client):
     response = client.get("/admin/patients/worklist/?risk=high")
     assert response.status_code == 302
     assert response.url == reverse("admin:patients_patientprofile_worklist") + "?risk=high"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_member_of_several_works_in_the_chosen_one_everywhere(
+    client, clinics, world, multi_org_user, as_app_role
+):
+    """Any admin page, not only the profile pages: the middleware scopes the request to the
+    organization chosen in the filter, and remembers it for pages without one."""
+    back_office(client, multi_org_user, "view_patient")
+    as_app_role()
+    patients = reverse("admin:patients_patient_changelist")
+    assert "Bruno" not in client.get(patients).content.decode()  # nothing chosen yet: no tenant
+    page = client.get(patients, {"organization__id__exact": world.org_b.pk}).content.decode()
+    assert "Bruno" in page and "Amy" not in page
+    detail = client.get(reverse("admin:patients_patient_change", args=[clinics.bruno.patient_id]))
+    assert detail.status_code == 200  # remembered: B's patient opens without a filter
+    assert (
+        client.get(reverse("admin:patients_patient_change", args=[clinics.amy.patient_id])).status_code == 302
+    )
+    page = client.get(patients, {"organization__id__exact": world.org_a.pk}).content.decode()
+    assert "Amy" in page and "Bruno" not in page
+    foreign = client.get(patients, {"organization__id__exact": "org_2zzzzzzzzzzzzzzzzzzzzzzzzzz"})
+    assert "Bruno" not in foreign.content.decode()  # not theirs: the remembered one (A) stays
