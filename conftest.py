@@ -45,6 +45,25 @@ def database_url(name: str | None = None) -> str:
 
 
 @pytest.fixture
+def app_role(db: None) -> str:
+    """The application role, created when this server lacks it (a fresh cluster) and granted the
+    DML rights the product gives it; tests `SET ROLE` to it to run under row-level security."""
+    from django.db import connection
+
+    from routiq.db_roles import APP_ROLE
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN "
+            f"CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$"
+        )
+        cursor.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
+        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
+        cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
+    return APP_ROLE
+
+
+@pytest.fixture
 def world(db: None) -> TenantWorld:
     org_a = baker.make(
         Organization,

@@ -642,17 +642,9 @@ def test_worklist_is_linked_from_the_changelist_and_the_app_index(superuser_clie
 
 # --- under row-level security, as the product runs ---------------------------------------------------
 @pytest.fixture
-def as_app_role(db):
+def as_app_role(app_role):
     """Connect as the application role for the rest of the test (the suite's superuser bypasses the
     policies). Committed transactions, so each request's tenant setting ends with it."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN "
-            f"CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$"
-        )
-        cursor.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
-        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
-        cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
 
     def switch() -> None:
         with connection.cursor() as cursor:
