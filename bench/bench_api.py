@@ -49,6 +49,12 @@ def scenarios(org: str) -> dict[str, str]:
         "profiles_filtered": f"{base}?limit=50&churn_risk=high&lifecycle_stage=lapsing&has_upcoming=false",
         "profiles_summary": f"{base}/summary",
         "dashboard": f"/api/v1/dashboard/{org}",
+        # Beyond the targets, reported alongside:
+        "risk_metrics": f"/api/v1/reengagement/{org}/risk-metrics?limit=50",
+        "prioritized": f"/api/v1/reengagement/{org}/prioritized?limit=50",
+        "reengagement_summary": f"/api/v1/reengagement/{org}/dashboard-summary",
+        "performance_30d": f"/api/v1/reengagement/{org}/performance",
+        "kpis_30d": f"/api/v1/analytics/{org}/kpis",
     }
 
 

@@ -352,10 +352,19 @@ class PatientProfile(TenantModel):
     class Meta:
         indexes = [
             models.Index(fields=["organization", "valid_until"], name="profile_org_valid_until"),
+            # The list orderings in full (patients.selectors.PROFILE_ORDERINGS), so a page is
+            # an index range read however deep, and no sort of the ties is needed.
             models.Index(
-                fields=["organization", "action_priority", "-value_at_risk"], name="profile_org_priority"
+                fields=["organization", "action_priority", "-value_at_risk", "patient"],
+                name="profile_org_priority_page",
             ),
-            models.Index(fields=["organization", "-churn_risk_score"], name="profile_org_risk"),
+            models.Index(
+                fields=["organization", "-churn_risk_score", "-value_at_risk", "patient"],
+                name="profile_org_risk_page",
+            ),
+            models.Index(
+                fields=["organization", "-estimated_lifetime_value", "patient"], name="profile_org_value_page"
+            ),
             models.Index(fields=["organization", "lifecycle_stage"], name="profile_org_stage"),
         ]
         db_table = "patient_conversation_profile"

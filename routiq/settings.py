@@ -182,6 +182,7 @@ REST_FRAMEWORK = {
         "caller": env.str("THROTTLE_CALLER", default="600/min"),
         "organization": env.str("THROTTLE_ORGANIZATION", default="3000/min"),
         "sync_trigger": env.str("THROTTLE_SYNC_TRIGGER", default="6/hour"),
+        "export": env.str("THROTTLE_EXPORT", default="30/hour"),
     },
 }
 

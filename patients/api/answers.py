@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.db import transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
@@ -95,18 +96,28 @@ def profile_summary(organization: Organization) -> bytes:
     return answer_rendered(organization, "summary", {"currency": organization.currency}, compute)
 
 
-# What a clinic's screens ask first: computed ahead after its data changes.
-WARMERS: dict[str, Callable[[Organization], bytes]] = {
-    "profiles_page": lambda org: profile_page(org, filters=selectors.ProfileFilters()),
-    "profiles_summary": profile_summary,
-}
+def _screens_first() -> dict[str, Callable[[Organization], bytes]]:
+    """What a clinic's screens ask first (the endpoints' defaults), computed ahead after its
+    data changes. The views' modules import this one, so they are imported here, when asked."""
+    from patients.api import reengagement
+
+    return {
+        "profiles_page": lambda org: profile_page(org, filters=selectors.ProfileFilters()),
+        "profiles_summary": profile_summary,
+        "reengagement_dashboard_summary": reengagement.dashboard_summary_answer,
+        "reengagement_performance": reengagement.performance_answer,
+    }
+
+
+# Added to the defaults, or replacing one of them by name (later screens, tests).
+WARMERS: dict[str, Callable[[Organization], bytes]] = {}
 
 
 def answers_warm(organization: Organization) -> list[str]:
     """Compute the first answers of the organization's screens into the cache; the names warmed.
     A failure is logged, never raised: warming only saves a later request the work."""
     warmed = []
-    for name, warm in WARMERS.items():
+    for name, warm in {**_screens_first(), **WARMERS}.items():
         try:
             warm(organization)
         except Exception:
@@ -124,3 +135,18 @@ def on_records_changed(sender: Any, change: Any, **kwargs: Any) -> None:
     organization = Organization.objects.filter(pk=change.organization_id).first()
     if organization is not None:
         answers_warm(organization)
+
+
+def on_organization_saved(sender: Any, instance: Organization, created: bool = False, **kwargs: Any) -> None:
+    """`post_save` receiver: a new organization's answers are computed ahead by the job queue
+    once it is committed, so its first dashboard is served from the cache."""
+    if not created or kwargs.get("raw"):
+        return
+    from django_q.tasks import async_task
+
+    from patients.tasks import WARM_TASK
+
+    organization_id = instance.pk
+    transaction.on_commit(
+        lambda: async_task(WARM_TASK, organization_id, task_name=f"answers-warm-{organization_id}")
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.db import connection as db
@@ -224,6 +225,12 @@ def test_a_finished_sync_warms_the_first_answers(world, clinics, api, token_for)
         assert not any("patient_conversation_profile" in q["sql"] for q in captured.captured_queries), rest
     assert _names(_get(api, token, world.org_a)) == ["Janet Citizen", "Omar Citizen"]
     assert page["summary"]["total_patients"] == 2
+    for rest in ("dashboard-summary", "performance"):
+        with CaptureQueriesContext(db) as captured:
+            response = api("get", f"/api/v1/reengagement/{world.org_a.pk}/{rest}", token)
+        assert response.status_code == 200
+        assert not any("patients_appointment" in q["sql"] for q in captured.captured_queries), rest
+        assert not any("patient_conversation_profile" in q["sql"] for q in captured.captured_queries), rest
 
 
 def test_warming_failures_are_logged_not_raised(world, clinics, monkeypatch, caplog):
@@ -233,5 +240,38 @@ def test_warming_failures_are_logged_not_raised(world, clinics, monkeypatch, cap
         raise RuntimeError("boom")
 
     monkeypatch.setitem(answers.WARMERS, "profiles_summary", broken)
-    assert answers.answers_warm(world.org_a) == ["profiles_page"]
+    warmed = answers.answers_warm(world.org_a)
+    assert "profiles_summary" not in warmed and "profiles_page" in warmed
     assert "warming profiles_summary" in caplog.text
+
+
+def test_a_new_organization_is_warmed_by_the_job_queue(django_capture_on_commit_callbacks):
+    from django.core.cache import cache
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    from clinics.services import organization_create
+    from patients.api import answers
+    from patients.tasks import answers_warm_task
+
+    with django_capture_on_commit_callbacks(execute=True):
+        organization = organization_create(org_id="org_NewClinicWarm0001", name="New Clinic")
+    (queued,) = OrmQ.objects.all()
+    task = SignedPackage.loads(queued.payload)
+    assert task["func"] == "patients.tasks.answers_warm_task" and task["args"] == (organization.pk,)
+
+    cache.clear()
+    assert set(answers_warm_task(organization.pk)) >= {"profiles_page", "profiles_summary"}
+    with mock.patch.object(answers.selectors, "patient_profile_summary", side_effect=AssertionError("computed")):
+        summary = json.loads(answers.profile_summary(organization))  # served as warmed
+    assert summary["summary"]["total_patients"] == 0
+    assert answers_warm_task("org_NoSuchClinic") == []
+
+
+def test_updating_an_organization_queues_no_warming(world, django_capture_on_commit_callbacks):
+    from django_q.models import OrmQ
+
+    with django_capture_on_commit_callbacks(execute=True):
+        world.org_a.name = "Harbour Physio & Pilates"
+        world.org_a.save(update_fields=["name"])
+    assert not OrmQ.objects.exists()

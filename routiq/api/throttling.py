@@ -93,3 +93,9 @@ class SyncTriggerThrottle(OrganizationRateThrottle):
     """Sync triggers spend the clinic's PMS budget: a much tighter limit."""
 
     scope = "sync_trigger"
+
+
+class ExportThrottle(OrganizationRateThrottle):
+    """Exports read a whole organization's list: a tight limit per organization."""
+
+    scope = "export"
