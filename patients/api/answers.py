@@ -19,6 +19,7 @@ from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 
 from clinics.models import Organization
+from clinics.rls import tenant_scope
 from patients import selectors
 from patients.api.profile_data import ProfileSummarySerializer, profiles_data
 from patients.profiles import profiles_refresh_expired
@@ -119,7 +120,10 @@ def answers_warm(organization: Organization) -> list[str]:
     warmed = []
     for name, warm in {**_screens_first(), **WARMERS}.items():
         try:
-            warm(organization)
+            # Each in the organization's scope: under row-level security, outside one, every table
+            # looks empty, and an empty answer would be cached as the truth of this version.
+            with tenant_scope(organization):
+                warm(organization)
         except Exception:
             logger.exception("warming %s for %s failed", name, organization.pk)
         else:
@@ -137,7 +141,9 @@ def on_records_changed(sender: Any, change: Any, **kwargs: Any) -> None:
         answers_warm(organization)
 
 
-def on_organization_saved(sender: Any, instance: Organization, created: bool = False, **kwargs: Any) -> None:
+def on_organization_saved(
+    sender: Any, *, instance: Organization, created: bool = False, **kwargs: Any
+) -> None:
     """`post_save` receiver: a new organization's answers are computed ahead by the job queue
     once it is committed, so its first dashboard is served from the cache."""
     if not created or kwargs.get("raw"):

@@ -275,3 +275,22 @@ def test_updating_an_organization_queues_no_warming(world, django_capture_on_com
         world.org_a.name = "Harbour Physio & Pilates"
         world.org_a.save(update_fields=["name"])
     assert not OrmQ.objects.exists()
+
+
+def test_warming_under_row_level_security_caches_the_clinics_real_figures(world, clinics, app_role):
+    """Warming runs in a worker, outside any request's tenant scope; as the application role it
+    must still see the clinic's rows, or it would cache empty answers as this version's."""
+    from patients.api import answers
+
+    with db.cursor() as cursor:
+        cursor.execute(f"SET ROLE {app_role}")
+        cursor.execute("SELECT set_config('app.org_id', '', false)")
+    try:
+        assert Patient.objects.count() == 0  # no tenant, no rows: the wall is up
+        assert "profiles_summary" in answers.answers_warm(world.org_a)
+    finally:
+        with db.cursor() as cursor:
+            cursor.execute("RESET ROLE")
+    with mock.patch.object(answers.selectors, "patient_profile_summary", side_effect=AssertionError("computed")):
+        summary = json.loads(answers.profile_summary(world.org_a))  # the warmed answer
+    assert summary["summary"]["total_patients"] == 2
