@@ -1,13 +1,19 @@
-"""Tables of the PostgreSQL channel layer (`realtime.layers.PostgresChannelLayer`).
+"""Tables of the live updates.
 
-The layer reads and writes them with its own SQL, not the ORM; the models exist so that
-migrations create them and `TransactionTestCase` flushes them. Neither table is tenant-owned:
-rows are transient transport (seconds to a day), and the messages carry their own tenant ids.
+- The PostgreSQL channel layer's (`realtime.layers.PostgresChannelLayer`): it reads and writes
+  them with its own SQL, not the ORM; the models exist so that migrations create them and
+  `TransactionTestCase` flushes them. Neither is tenant-owned: rows are transient transport
+  (seconds to a day), and the messages carry their own tenant ids.
+- The per-organization event log (`Event`, numbered by `EventCounter`), written by
+  `realtime.events.publish`: tenant-owned, under row-level security like every such table.
 """
 
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
+
+from clinics.tenancy import TenantModel
 
 
 class ChannelMessage(models.Model):
@@ -42,3 +48,46 @@ class ChannelGroupMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.group_name} <- {self.channel}"
+
+
+class EventCounter(TenantModel):
+    """The last sequence number given to an organization's events.
+
+    The publisher bumps it with one UPDATE ... RETURNING in the transaction that writes the
+    event, so the row stays locked until that transaction ends: concurrent publishers of one
+    organization queue on it, and a rolled-back event gives its number back. Sequence numbers
+    are therefore contiguous, and every number below a committed one is committed too.
+    """
+
+    organization = models.OneToOneField(
+        "clinics.Organization", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    last_seq = models.BigIntegerField(default=0)
+
+    class Meta:
+        db_table = "realtime_event_counter"
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} at {self.last_seq}"
+
+
+class Event(TenantModel):
+    """One event of an organization's live stream: the source of truth for what clients missed
+    (the channel layer only carries copies, and may drop them)."""
+
+    id = models.BigAutoField(primary_key=True)
+    seq = models.BigIntegerField()
+    type = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "realtime_event"
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "seq"], name="realtime_event_org_seq_unique"),
+        ]
+        # For the retention sweep (older than REALTIME_EVENT_RETENTION_HOURS, per organization).
+        indexes = [models.Index(fields=["organization", "created_at"], name="realtime_event_org_created")]
+
+    def __str__(self) -> str:
+        return f"{self.organization_id} #{self.seq} {self.type}"

@@ -22,6 +22,7 @@ urlpatterns = [
     path("api/v1/", include("clinics.api.urls")),
     path("api/v1/", include("patients.api.urls")),
     path("api/v1/", include("sync.api.urls")),
+    path("api/v1/", include("realtime.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     # Unknown API paths get the JSON envelope, even with DEBUG on.
