@@ -3,6 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView, TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from realtime import views as live
 from routiq import health
 from routiq.api import handlers
 
@@ -19,6 +20,9 @@ urlpatterns = [
         RedirectView.as_view(pattern_name="admin:patients_patientprofile_worklist", query_string=True),
     ),
     path("admin/", admin.site.urls),
+    # The live dashboard for logged-in staff (the session; numbers over the metrics WebSocket).
+    path("live/", live.live_index, name="live-index"),
+    path("live/<str:org_id>/", live.live_dashboard, name="live-dashboard"),
     path("api/v1/", include("clinics.api.urls")),
     path("api/v1/", include("patients.api.urls")),
     path("api/v1/", include("sync.api.urls")),
