@@ -100,13 +100,14 @@ def profile_summary(organization: Organization) -> bytes:
 def _screens_first() -> dict[str, Callable[[Organization], bytes]]:
     """What a clinic's screens ask first (the endpoints' defaults), computed ahead after its
     data changes. The views' modules import this one, so they are imported here, when asked."""
-    from patients.api import reengagement
+    from patients.api import kpis, reengagement
 
     return {
         "profiles_page": lambda org: profile_page(org, filters=selectors.ProfileFilters()),
         "profiles_summary": profile_summary,
         "reengagement_dashboard_summary": reengagement.dashboard_summary_answer,
         "reengagement_performance": reengagement.performance_answer,
+        "analytics_kpis": kpis.kpis_answer,
     }
 
 

@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+"""The analytics endpoints (`/api/v1/analytics/{org}/...`)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from patients.api import kpis
+
+urlpatterns = [
+    path("analytics/<str:org_id>/kpis", kpis.ClinicKpisView.as_view(), name="analytics-kpis"),
+]
