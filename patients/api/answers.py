@@ -100,7 +100,7 @@ def profile_summary(organization: Organization) -> bytes:
 def _screens_first() -> dict[str, Callable[[Organization], bytes]]:
     """What a clinic's screens ask first (the endpoints' defaults), computed ahead after its
     data changes. The views' modules import this one, so they are imported here, when asked."""
-    from patients.api import kpis, reengagement
+    from patients.api import dashboard, kpis, reengagement
 
     return {
         "profiles_page": lambda org: profile_page(org, filters=selectors.ProfileFilters()),
@@ -108,6 +108,8 @@ def _screens_first() -> dict[str, Callable[[Organization], bytes]]:
         "reengagement_dashboard_summary": reengagement.dashboard_summary_answer,
         "reengagement_performance": reengagement.performance_answer,
         "analytics_kpis": kpis.kpis_answer,
+        "dashboard_summary": dashboard.dashboard_summary_answer,  # and the 30-day analytics in it
+        "dashboard_charts": dashboard.dashboard_charts_answer,
     }
 
 

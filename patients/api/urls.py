@@ -31,4 +31,5 @@ urlpatterns = [
     path("privacy/<str:org_id>/purge", privacy.RetentionPurgeView.as_view(), name="privacy-retention-purge"),
     path("", include("patients.api.urls_reengagement")),
     path("", include("patients.api.urls_analytics")),
+    path("", include("patients.api.urls_dashboard")),
 ]
