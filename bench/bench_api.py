@@ -21,21 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+from _server import Server, server_env
+from _server import make_keys as _keys
+from _server import make_token as _token
 from bench_profiles import BIG_ORG, DATABASE
 from harness import REPO_ROOT, server_settings, url
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
-ISSUER = "https://bench.clerk.accounts.dev"
-ORIGIN = "https://app.routiq.bench"
 TARGETS = {"p95_ms": 50.0, "p99_ms": 150.0}  # at 10 clients; and >= 300 rps at 50 on the page
 
 
@@ -56,108 +53,6 @@ def scenarios(org: str) -> dict[str, str]:
         "performance_30d": f"/api/v1/reengagement/{org}/performance",
         "kpis_30d": f"/api/v1/analytics/{org}/kpis",
     }
-
-
-def _keys() -> tuple[str, str]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
-
-
-def _token(private_pem: str, org: str) -> str:
-    import jwt
-
-    now = int(time.time())
-    claims = {
-        "sub": "user_bench_admin",
-        "sid": "sess_bench",
-        "iss": ISSUER,
-        "iat": now,
-        "nbf": now,
-        "exp": now + 6 * 3600,
-        "azp": ORIGIN,
-        "v": 2,
-        "o": {"id": org, "rol": "admin", "slg": "bench"},
-    }
-    return jwt.encode(claims, private_pem, algorithm="RS256")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def server_env(database_url: str, public_pem: str, *, cache_seconds: int) -> dict[str, str]:
-    from cryptography.fernet import Fernet
-
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "ROUTIQ_PRODUCTION": "true",
-        "DEBUG": "false",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ROUTIQ_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "CLERK_JWT_KEY": public_pem,
-        "CLERK_ISSUER": ISSUER,
-        "CLERK_AUTHORIZED_PARTIES": ORIGIN,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "THROTTLE_CALLER": "1000000/min",
-        "THROTTLE_ORGANIZATION": "1000000/min",
-        "LOG_LEVEL": "WARNING",
-        "WEB_CONCURRENCY": "2",
-        "ANSWER_CACHE_SECONDS": str(cache_seconds),
-        "PYTHONUNBUFFERED": "1",
-    }
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    return env
-
-
-class Server:
-    """uvicorn as the Dockerfile starts it, with a worker per core."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = _free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        command = [
-            sys.executable, "-m", "uvicorn", "routiq.asgi:application", "--host", "127.0.0.1",
-            "--port", str(self.port), "--no-server-header", "--no-access-log", "--log-level", "warning",
-        ]  # fmt: skip
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
-
-    def wait(self, token: str, path: str, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit("the server exited")
-            try:
-                self.get(token, path)
-                return
-            except OSError:
-                time.sleep(0.5)
-        raise SystemExit("the server did not answer in time")
-
-    def get(self, token: str, path: str) -> dict:
-        request = urllib.request.Request(self.base + path, headers={"Authorization": f"Bearer {token}"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
 
 
 def wrk(base: str, path: str, token: str, *, clients: int, seconds: int) -> dict[str, float]:

@@ -104,7 +104,10 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "routiq"},
+            # redis-py 8 ends a read after 5 s by default, exactly as long as channels_redis's
+            # blocking BZPOPMIN waits: every idle receive then raised and ended a consumer (and
+            # its socket). Reads may wait longer; a dead server still shows within 15 s.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}], "prefix": "routiq"},
         }
     }
 else:
