@@ -174,6 +174,18 @@ class Appointment(PmsRecord):
             models.Index(fields=["organization", "practitioner", "starts_at"], name="appt_org_pract_start"),
             models.Index(fields=["organization", "location", "starts_at"], name="appt_org_loc_start"),
             models.Index(fields=["organization", "pms_updated_at"], name="appt_org_updated"),
+            # The dashboard's activity feed: the newest bookings, cancellations and DNAs, top-N.
+            models.Index(fields=["organization", "pms_created_at", "id"], name="appt_org_created"),
+            models.Index(
+                fields=["organization", "cancelled_at", "id"],
+                condition=Q(cancelled_at__isnull=False),
+                name="appt_org_cancelled",
+            ),
+            models.Index(
+                fields=["organization", "starts_at", "id"],
+                condition=Q(did_not_arrive=True, cancelled_at__isnull=True),
+                name="appt_org_dna",
+            ),
             # Appointments whose patient had not been synced yet, found when it arrives.
             models.Index(
                 F("organization"), KT("pms_refs__patient"), condition=Q(patient__isnull=True),
