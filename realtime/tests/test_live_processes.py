@@ -151,7 +151,9 @@ def test_a_worker_process_publishes_and_the_server_process_delivers_after_the_sn
     for number in (1, 2):  # already in the log: the snapshot's number is not zero
         publish(org_id, EventType.SYNC_STARTED, {"run": {"marker": f"before {number}"}})
     (server,) = servers(1)
-    token = make_token(keys[0], org_id, user="user_live_alice", lifetime_seconds=300, issuer=ISSUER, origin=ORIGIN)
+    token = make_token(
+        keys[0], org_id, user="user_live_alice", lifetime_seconds=300, issuer=ISSUER, origin=ORIGIN
+    )
 
     with _open(server, org_id, token) as socket:
         assert socket.subprotocol == APP_PROTOCOL  # the token is never echoed
