@@ -24,7 +24,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 
@@ -33,15 +33,7 @@ from clinics.models import Organization, Role
 from clinics.rls import tenant_scope
 from patients import selectors, worklist
 from patients.api.profile_data import PatientProfileSerializer, profile_data
-from patients.api.profiles import (
-    _CHOICES,
-    ProfileView,
-    _choice,
-    _choice_parameter,
-    _id_parameter,
-    _identifier,
-)
-from routiq.api.pagination import SEARCH_PARAMETER, bool_parameter, query_bool, query_text
+from patients.api.profiles import ProfileView, profile_list_parameters, profile_list_query
 from routiq.api.schema import ORG_SCOPED_ERRORS, error_responses
 from routiq.api.throttling import CallerRateThrottle, ExportThrottle, OrganizationRateThrottle
 
@@ -49,36 +41,6 @@ CHUNK_ROWS = 500
 COLUMNS = list(PatientProfileSerializer().fields)
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 AUDIT_ACTION = "patient_profiles.export"
-
-
-# --- the list's parameters, read and documented once for the list and its export ---------------
-def profile_list_query(request: Request) -> tuple[selectors.ProfileFilters, str]:
-    """The filters and ordering of a patient-profile list request (400 naming a bad one)."""
-    filters = selectors.ProfileFilters(
-        search=query_text(request, "search"),
-        **{name: _choice(request, name, choices) for name, choices in _CHOICES.items()},
-        has_upcoming=query_bool(request, "has_upcoming") if "has_upcoming" in request.query_params else None,
-        practitioner_id=_identifier(request, "practitioner"),
-        location_id=_identifier(request, "location"),
-    )
-    ordering = _choice(request, "ordering", list(selectors.PROFILE_ORDERINGS)) or "priority"
-    return filters, ordering
-
-
-def profile_list_parameters() -> list[OpenApiParameter]:
-    return [
-        SEARCH_PARAMETER,
-        *(_choice_parameter(name, choices) for name, choices in _CHOICES.items()),
-        bool_parameter("has_upcoming", "Only patients with (true) or without (false) a future booking."),
-        _id_parameter("practitioner", "Only patients whose usual practitioner this is (Routiq id)."),
-        _id_parameter("location", "Only patients whose usual location this is (Routiq id)."),
-        OpenApiParameter(
-            "ordering",
-            {"type": "string", "enum": list(selectors.PROFILE_ORDERINGS)},
-            description="priority (default: most urgent, most value at risk first), risk, value,"
-            " days_since_last_visit (longest first), name.",
-        ),
-    ]
 
 
 # --- CSV ---------------------------------------------------------------------------------------

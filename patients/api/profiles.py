@@ -99,24 +99,41 @@ def _id_parameter(name: str, description: str) -> OpenApiParameter:
 DATA_AS_OF = {"data_as_of": serializers.DateTimeField(allow_null=True)}
 
 
+# --- the list's parameters, read and documented once for the list and its export ---------------
+def profile_list_query(request: Request) -> tuple[selectors.ProfileFilters, str]:
+    """The filters and ordering of a patient-profile list request (400 naming a bad one)."""
+    filters = selectors.ProfileFilters(
+        search=query_text(request, "search"),
+        **{name: _choice(request, name, choices) for name, choices in _CHOICES.items()},
+        has_upcoming=query_bool(request, "has_upcoming") if "has_upcoming" in request.query_params else None,
+        practitioner_id=_identifier(request, "practitioner"),
+        location_id=_identifier(request, "location"),
+    )
+    ordering = _choice(request, "ordering", list(selectors.PROFILE_ORDERINGS)) or "priority"
+    return filters, ordering
+
+
+def profile_list_parameters() -> list[OpenApiParameter]:
+    return [
+        SEARCH_PARAMETER,
+        *(_choice_parameter(name, choices) for name, choices in _CHOICES.items()),
+        bool_parameter("has_upcoming", "Only patients with (true) or without (false) a future booking."),
+        _id_parameter("practitioner", "Only patients whose usual practitioner this is (Routiq id)."),
+        _id_parameter("location", "Only patients whose usual location this is (Routiq id)."),
+        OpenApiParameter(
+            "ordering",
+            {"type": "string", "enum": list(selectors.PROFILE_ORDERINGS)},
+            description="priority (default: most urgent, most value at risk first), risk, value,"
+            " days_since_last_visit (longest first), name.",
+        ),
+    ]
+
+
 class PatientProfileListView(ProfileView):
     @extend_schema(
         operation_id="reengagement_patient_profiles",
         summary="Patient profiles, filtered, searched and ordered (stable: paging never repeats or skips)",
-        parameters=[
-            SEARCH_PARAMETER,
-            *(_choice_parameter(name, choices) for name, choices in _CHOICES.items()),
-            bool_parameter("has_upcoming", "Only patients with (true) or without (false) a future booking."),
-            _id_parameter("practitioner", "Only patients whose usual practitioner this is (Routiq id)."),
-            _id_parameter("location", "Only patients whose usual location this is (Routiq id)."),
-            OpenApiParameter(
-                "ordering",
-                {"type": "string", "enum": list(selectors.PROFILE_ORDERINGS)},
-                description="priority (default: most urgent, most value at risk first), risk, value,"
-                " days_since_last_visit (longest first), name.",
-            ),
-            *page_parameters(),
-        ],
+        parameters=[*profile_list_parameters(), *page_parameters()],
         responses={
             200: envelope_schema(
                 "PatientProfileList", "patient_profiles", PatientProfileSerializer, many=True
@@ -126,16 +143,7 @@ class PatientProfileListView(ProfileView):
     )
     def get(self, request: Request, org_id: str) -> Response:
         window = PageRequest.from_request(request)
-        filters = selectors.ProfileFilters(
-            search=query_text(request, "search"),
-            **{name: _choice(request, name, choices) for name, choices in _CHOICES.items()},
-            has_upcoming=query_bool(request, "has_upcoming")
-            if "has_upcoming" in request.query_params
-            else None,
-            practitioner_id=_identifier(request, "practitioner"),
-            location_id=_identifier(request, "location"),
-        )
-        ordering = _choice(request, "ordering", list(selectors.PROFILE_ORDERINGS)) or "priority"
+        filters, ordering = profile_list_query(request)
 
         page = answers.profile_page(
             self.organization, filters=filters, ordering=ordering, limit=window.limit, offset=window.offset
