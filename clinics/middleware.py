@@ -14,8 +14,8 @@ from collections.abc import Callable
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
-from clinics.models import Membership
 from clinics.rls import cross_tenant_scope, tenant_scope
+from clinics.selectors import user_membership_list
 
 # Where an admin page names the organization: the changelists' filter, the worklist's choice.
 CHOICE_PARAMETERS = ("organization__id__exact", "organization")
@@ -34,8 +34,7 @@ class AdminTenantScopeMiddleware:
         if user.is_superuser:
             with cross_tenant_scope("operators in the admin"):
                 return self.get_response(request)
-        with cross_tenant_scope("a user's own memberships"):
-            org_ids = list(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
+        org_ids = [membership.organization_id for membership in user_membership_list(user)]
         request.admin_organization_ids = tuple(org_ids)  # the ORM filter (routiq.admin_tools)
         active = org_ids[0] if len(org_ids) == 1 else self._chosen(request, org_ids)
         if active is None:

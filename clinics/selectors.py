@@ -8,12 +8,22 @@ from typing import Any
 from django.db.models import QuerySet
 
 from clinics.crypto import decrypt_credentials
-from clinics.models import AuditEvent, Organization, PmsConnection
+from clinics.models import AuditEvent, Membership, Organization, PmsConnection
+from clinics.rls import cross_tenant_scope
 from routiq.api.pagination import search_filter
 
 
 def organization_get(org_id: str) -> Organization:
     return Organization.objects.get(pk=org_id)
+
+
+def user_membership_list(user: Any) -> list[Membership]:
+    """A user's own memberships in every organization, with it, by organization name: the one
+    read across tenants a signed-in person needs to see where they belong."""
+    with cross_tenant_scope("a user's own memberships"):
+        return list(
+            Membership.objects.filter(user=user).select_related("organization").order_by("organization__name")
+        )
 
 
 def pms_connection_credentials(connection: PmsConnection) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from clinics.models import ORG_ID_RE, Membership, Organization
-from clinics.rls import cross_tenant_scope, tenant_scope
+from clinics.rls import tenant_scope
+from clinics.selectors import user_membership_list
 
 LOGIN_URL = "admin:login"
 
@@ -21,9 +22,7 @@ LOGIN_URL = "admin:login"
 def _organizations_of(user) -> list[Organization]:
     if user.is_superuser:
         return list(Organization.objects.order_by("name"))
-    with cross_tenant_scope("the organizations a signed-in user belongs to"):
-        ids = list(Membership.objects.filter(user=user).values_list("organization_id", flat=True))
-    return list(Organization.objects.filter(pk__in=ids).order_by("name"))
+    return [membership.organization for membership in user_membership_list(user)]
 
 
 @login_required(login_url=LOGIN_URL)

@@ -10,8 +10,7 @@ from rest_framework.views import APIView
 
 from clinics.api.base import OrganizationScopedView
 from clinics.api.serializers import MeSerializer, OrganizationDetailSerializer
-from clinics.models import Membership
-from clinics.rls import cross_tenant_scope
+from clinics.selectors import user_membership_list
 from routiq.api import envelope
 from routiq.api.schema import AUTHENTICATED_ERRORS, ORG_SCOPED_ERRORS, error_responses
 from routiq.api.schema import envelope as envelope_schema
@@ -40,12 +39,7 @@ class MeView(APIView):
             ]
             user_id = f"api-key:{key.prefix}"
         else:
-            with cross_tenant_scope("a user's own memberships"):
-                rows = list(
-                    Membership.objects.filter(user=request.user)
-                    .select_related("organization")
-                    .order_by("organization__name")
-                )
+            rows = user_membership_list(request.user)
             memberships = [
                 {
                     "organization_id": m.organization_id,
