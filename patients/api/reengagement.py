@@ -25,6 +25,7 @@ from patients.api.answers import answer_rendered, answer_response
 from patients.api.profile_data import (
     CONTACT_PREDICTIONS,
     PatientProfileSerializer,
+    ProfileSummarySerializer,
     RiskReasonSerializer,
     patient_status,
 )
@@ -188,26 +189,14 @@ class ReengagementOutreachSerializer(serializers.Serializer):
     patients_contacted = serializers.IntegerField()
 
 
-class ReengagementDashboardSummarySerializer(ReengagementOutreachSerializer):
-    total_patients = serializers.IntegerField()
-    highly_engaged = serializers.IntegerField()
-    moderately_engaged = serializers.IntegerField()
-    low_engagement = serializers.IntegerField()
-    disengaged = serializers.IntegerField()
-    critical_risk = serializers.IntegerField()
-    high_risk = serializers.IntegerField()
-    medium_risk = serializers.IntegerField()
-    low_risk = serializers.IntegerField()
-    by_lifecycle_stage = serializers.DictField(child=serializers.IntegerField())
+class ReengagementDashboardSummarySerializer(ProfileSummarySerializer, ReengagementOutreachSerializer):
+    """The profile summary's counts, with who needs contact and the outreach figures."""
+
     needing_contact = serializers.IntegerField(help_text="Patients whose recommended action is not 'none'")
     needing_contact_by_priority = serializers.DictField(
         child=serializers.IntegerField(), help_text="Keyed by action_priority, 1 (most urgent) to 5"
     )
-    with_upcoming = serializers.IntegerField()
-    value_at_risk = serializers.FloatField()
     value_at_risk_needing_contact = serializers.FloatField()
-    estimated_lifetime_value = serializers.FloatField()
-    currency = serializers.CharField()
     last_outreach_at = serializers.DateTimeField(allow_null=True)
     generated_at = serializers.DateTimeField(allow_null=True, help_text="The newest profile's computation")
 
