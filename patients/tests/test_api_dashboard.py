@@ -17,6 +17,7 @@ from model_bakery import baker
 from clinics.models import PmsConnection
 from clinics.rls import tenant_scope
 from clinics.services import pms_connection_set
+from conftest import data_queries
 from patients.api import dashboard as views
 from patients.kpis import clinic_kpi_comparison, clinic_kpi_series
 from patients.models import Appointment, AppointmentType, Patient
@@ -503,19 +504,10 @@ def test_an_unknown_organization_is_not_found(world, api, token_for):
 
 
 # --- query counts and the cache -------------------------------------------------------------------
-def _data_queries(captured: CaptureQueriesContext) -> list[str]:
-    """The queries on data: without the database cache's own (the cache is PostgreSQL when no
-    REDIS_URL is set) and the savepoints around them, so both setups count alike."""
-    sql = [query["sql"] for query in captured.captured_queries]
-    return [
-        q for q in sql if "routiq_cache" not in q and not q.startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))
-    ]
-
-
 def _queries(api: Any, token: str, org: Any, rest: str) -> int:
     with CaptureQueriesContext(db) as captured:
         get(api, token, org, rest)
-    return len(_data_queries(captured))
+    return len(data_queries(captured))
 
 
 def _more_data(org: Any, tess: Patient, n: int) -> None:
@@ -572,7 +564,7 @@ def test_cached_answers_are_served_until_the_data_version_moves(world, clinic, a
         again = get(api, token, org, "/summary")
     assert again["summary"] == first
     # Cached: the request reads only the caller, its membership, and the live last sync.
-    assert len(_data_queries(cached)) <= 6
+    assert len(data_queries(cached)) <= 6
     new = _patient(org, "newcomer", "Nia")
     _appointment(org, new, "nia-1", timezone.now() + timedelta(days=1), pms_created_at=timezone.now())
     assert get(api, token, org, "/summary")["summary"]["patients"]["total"] == 33

@@ -32,12 +32,14 @@ def _increment(key: str, *, ttl: int) -> int:
         pipe.expire(full_key, ttl, nx=True)
         count, _ = pipe.execute()
         return int(count)
-    cache.add(key, 0, ttl)
+    # The database cache: a window's counter exists for all but its first request, so try the
+    # increment first (an add of an existing key costs a failed INSERT and its rollback).
     try:
         return cache.incr(key)
-    except ValueError:  # expired between add and incr: a fresh window
-        cache.add(key, 1, ttl)
-        return 1
+    except ValueError:  # the window's first request, or its counter just expired
+        if cache.add(key, 1, ttl):
+            return 1
+        return cache.incr(key)  # another request created it meanwhile
 
 
 class WindowRateThrottle(SimpleRateThrottle):
