@@ -115,6 +115,17 @@ def _forget_mirrored_tokens(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     authentication._MIRRORED.clear()
 
 
+@pytest.fixture(autouse=True)
+def _forget_snapshots() -> Iterator[None]:
+    """Organizations keep their ids from test to test: a live snapshot shared between clients
+    for a moment (realtime.snapshot) must not be shared between tests."""
+    from realtime.snapshot import snapshots_forget
+
+    snapshots_forget()
+    yield
+    snapshots_forget()
+
+
 _BOOKKEEPING = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
 
 

@@ -8,6 +8,10 @@ handshake (`realtime.routing`), a cross-site page should learn nothing. Authoriz
 One timer task per connection sends heartbeats and enforces the deadlines (credentials, idle,
 token expiry, maximum age); it sleeps until the nearest one. Everything sent to the client in
 sequence goes through one lock, so events, replays and snapshots never interleave.
+
+Events reach the connection through the process's hub (`realtime.hub`): the process, not each
+connection, is the member of the organization's group, so a connection has no layer channel
+of its own.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import logging
 import time
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
 from clinics.auth.websocket import SocketAccess, SocketRefused, authorize_socket, token_from_subprotocols
 from realtime import protocol
-from realtime.delivery import Sequencer
-from realtime.events import group_name
+from realtime.delivery import Inbox, Sequencer
+from realtime.events import GROUP_MESSAGE, group_name
+from realtime.hub import Hub, hub_for
 from realtime.protocol import Limits, MessageBudget
 from realtime.snapshot import snapshot_build
 from routiq.api.envelope import utc_timestamp
@@ -36,6 +43,20 @@ logger = logging.getLogger(__name__)
 class MetricsConsumer(AsyncWebsocketConsumer):
     access: SocketAccess | None
     sequencer: Sequencer | None
+    hub: Hub | None
+
+    # No layer alias of this name exists: Channels opens no channel per connection (the hub
+    # listens for the process).
+    channel_layer_alias = "realtime.hub:no-channel-per-connection"
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' own dispatch first hops to the database thread to close old connections,
+        for every message; the handlers here use the database only through
+        database_sync_to_async, which does that itself."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         self.org_id = str(self.scope["url_route"]["kwargs"]["org_id"])
@@ -46,7 +67,8 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         self.sequencer = None
         self.token_deadline: float | None = None
         self.next_heartbeat = self.opened + self.limits.heartbeat
-        self.joined = False
+        self.hub = None
+        self.inbox = Inbox(self.realtime_event)
         self.closing = False
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()  # a deadline moved: the timer looks again
@@ -63,9 +85,9 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         self.closing = True
         if getattr(self, "timer", None) is not None:
             self.timer.cancel()
-        if self.joined:
-            with contextlib.suppress(Exception):
-                await self.channel_layer.group_discard(group_name(self.org_id), self.channel_name)
+        self.inbox.close()
+        if self.hub is not None:
+            self.hub.leave(group_name(self.org_id), self)
 
     # --- credentials -----------------------------------------------------------------------------
     async def _authorize(self, token: str | None) -> SocketAccess | None:
@@ -92,8 +114,9 @@ class MetricsConsumer(AsyncWebsocketConsumer):
             self.access = access
             self._set_token_deadline(access)
             # Joined before the snapshot's number is read: nothing after it can be missed.
-            await self.channel_layer.group_add(group_name(self.org_id), self.channel_name)
-            self.joined = True
+            hub = hub_for(get_channel_layer())
+            await hub.join(group_name(self.org_id), self)
+            self.hub = hub
             await self._send_snapshot()
 
     async def _refresh(self, token: Any) -> None:
@@ -164,7 +187,23 @@ class MetricsConsumer(AsyncWebsocketConsumer):
                 await self._send(event)
             await self._send({"type": "resynced", "since": since, "seq": self.sequencer.last_seq})
 
-    # --- events from the group ---------------------------------------------------------------------
+    # --- events from the group, through the hub ---------------------------------------------------
+    def hub_message(self, message: dict[str, Any]) -> None:
+        if message.get("type") == GROUP_MESSAGE and not self.closing:
+            self.inbox.put(message)
+
+    def hub_rejoined(self) -> None:
+        if not self.closing:
+            asyncio.ensure_future(self._check())
+
+    async def _check(self) -> None:
+        """The layer may have dropped copies: what the log has that the client has not."""
+        try:
+            async with self.lock:
+                await self._deliver(await self.sequencer.check())
+        except Exception:
+            logger.exception("metrics stream of %s could not catch up after a rejoin", self.org_id)
+
     async def realtime_event(self, message: dict[str, Any]) -> None:
         if self.sequencer is None or self.closing:
             return
@@ -235,8 +274,13 @@ class MetricsConsumer(AsyncWebsocketConsumer):
         await self._send_text(json.dumps(message, separators=(",", ":")))
 
     async def _send_text(self, text: str) -> None:
-        if not self.closing:
+        if self.closing:
+            return
+        try:
             await self.send(text_data=text)
+        except OSError:  # the client went away (the server's ClientDisconnected): nothing wrong here
+            logger.debug("metrics stream of %s: the client is gone", self.org_id)
+            self.closing = True
 
     async def _error(self, code: str, message: str) -> None:
         await self._send({"type": "error", "code": code, "message": message})

@@ -8,15 +8,48 @@ is None: the client needs a snapshot.
 
 Every event below a committed one is committed (`realtime.events`), so a gap seen through a
 copy can always be read back.
+
+An `Inbox` takes the copies the process's hub (`realtime.hub`) hands one client and passes them
+on one at a time, in the order they came.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
 
 from realtime.events import event_latest_seq, event_window
+
+logger = logging.getLogger(__name__)
+
+# Every connection checks the tail at each heartbeat; the process reads it once for all of them.
+LATEST_SEQ_MEMO_SECONDS = 1.0
+
+_LATEST: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[int]]]]
+_LATEST = weakref.WeakKeyDictionary()
+
+
+async def latest_seq(organization_id: str) -> int:
+    """The organization's newest number, read at most once a LATEST_SEQ_MEMO_SECONDS per
+    process (callers meanwhile share the read in flight or its answer)."""
+    memo = _LATEST.setdefault(asyncio.get_running_loop(), {})
+    now = time.monotonic()
+    found = memo.get(organization_id)
+    if found is None or now - found[0] > LATEST_SEQ_MEMO_SECONDS or _failed(found[1]):
+        read = asyncio.ensure_future(database_sync_to_async(event_latest_seq)(organization_id))
+        found = memo[organization_id] = (now, read)
+    return await asyncio.shield(found[1])
+
+
+def _failed(read: asyncio.Future[int]) -> bool:
+    return read.done() and (read.cancelled() or read.exception() is not None)
 
 
 class Sequencer:
@@ -37,7 +70,7 @@ class Sequencer:
 
     async def check(self) -> list[dict[str, Any]] | None:
         """What the client is missing at the tail (a lost last copy): one cheap read when none."""
-        latest = await database_sync_to_async(event_latest_seq)(self.organization_id)
+        latest = await latest_seq(self.organization_id)
         return await self.catch_up() if latest > self.last_seq else []
 
     async def catch_up(self) -> list[dict[str, Any]] | None:
@@ -57,3 +90,41 @@ class Sequencer:
     def restart(self, seq: int) -> None:
         """The client was sent a snapshot as of `seq`."""
         self.last_seq = max(self.last_seq, seq)
+
+
+class Inbox:
+    """Copies for one client, passed to `handle` one at a time in the order they came. A
+    client too slow to keep up loses the copies beyond `limit`: its sequencer sees the gap in
+    the next copy it takes (or at its next check) and reads what is missing from the log."""
+
+    def __init__(self, handle: Callable[[dict[str, Any]], Awaitable[None]], *, limit: int = 256) -> None:
+        self.handle = handle
+        self.limit = limit
+        self.queue: deque[dict[str, Any]] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.dropped = 0
+
+    def put(self, message: dict[str, Any]) -> None:
+        if len(self.queue) >= self.limit:
+            self.dropped += 1
+            return
+        self.queue.append(message)
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                await self.handle(self.queue.popleft())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("a live update could not be passed on")
+        finally:
+            self.task = None
+            # A failure left copies behind: the next one to come starts a new drain.
+
+    def close(self) -> None:
+        self.queue.clear()
+        if self.task is not None:
+            self.task.cancel()

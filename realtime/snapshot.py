@@ -2,11 +2,17 @@
 
 The dashboard and profile summaries are the API's own cached answers (JSON bytes under the
 organization's data version, `patients.api.answers`), spliced into the message as they are.
+
+A process builds an organization's snapshot once per sequence number and moment: when many
+clients connect together (a server restart reconnects them all) they share it for
+SNAPSHOT_REUSE_SECONDS, unless an event is published meanwhile.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -49,6 +55,17 @@ def sync_status(organization: Organization) -> list[dict[str, Any]]:
     return status
 
 
+SNAPSHOT_REUSE_SECONDS = 2.0
+# organization id -> (seq, monotonic time built, the message)
+_RECENT: dict[str, tuple[int, float, str]] = {}
+_RECENT_LOCK = threading.Lock()
+
+
+def snapshots_forget() -> None:
+    with _RECENT_LOCK:
+        _RECENT.clear()
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, cls=DjangoJSONEncoder, separators=(",", ":"))
 
@@ -61,6 +78,11 @@ def snapshot_build(organization_id: str) -> tuple[int, str]:
     again."""
     with tenant_scope(organization_id):
         seq = event_latest_seq(organization_id)
+        now = time.monotonic()
+        with _RECENT_LOCK:
+            recent = _RECENT.get(organization_id)
+        if recent is not None and recent[0] == seq and now - recent[1] < SNAPSHOT_REUSE_SECONDS:
+            return seq, recent[2]
         organization = Organization.objects.get(pk=organization_id)
         head = {
             "type": "snapshot",
@@ -73,7 +95,10 @@ def snapshot_build(organization_id: str) -> tuple[int, str]:
         dashboard = _dashboard_summary(organization).decode()
         profiles = profile_summary(organization).decode()
     # The cached answers are objects ({"summary": ..., "data_as_of": ...}): spliced, not re-encoded.
-    return seq, f'{_dumps(head)[:-1]},"dashboard":{dashboard},"profiles":{profiles}}}'
+    text = f'{_dumps(head)[:-1]},"dashboard":{dashboard},"profiles":{profiles}}}'
+    with _RECENT_LOCK:
+        _RECENT[organization_id] = (seq, now, text)
+    return seq, text
 
 
 def metrics_payload(organization: Organization) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Server-Sent Events on the event log: the frames, and the stream itself.
 
 Under ASGI the stream is an async generator that holds no database connection while it waits:
-it listens on the organization's group through the channel layer, reads the log (in short
+it listens on the organization's group through the process's hub (`realtime.hub`), reads the log (in short
 `database_sync_to_async` calls, each giving its connection back) to fill gaps, checks the tail
 every REALTIME_SSE_POLL_SECONDS in case the layer dropped the last copy, and writes a comment
 every REALTIME_HEARTBEAT_SECONDS. It ends after REALTIME_SSE_MAX_AGE_SECONDS, or when the token
@@ -26,6 +26,7 @@ from channels.layers import get_channel_layer
 
 from realtime.delivery import Sequencer
 from realtime.events import GROUP_MESSAGE, event_window, group_name
+from realtime.hub import hub_for
 from realtime.protocol import Limits
 from realtime.snapshot import snapshot_build
 
@@ -68,6 +69,25 @@ def sync_stream(organization_id: str, *, since: int | None) -> Iterator[str]:
     yield from frames
 
 
+class _Listener:
+    """The stream's place in the hub: copies wait in a bounded queue (beyond it they are
+    dropped, and the gap is read from the log)."""
+
+    REJOINED = {"type": "hub.rejoined"}
+
+    def __init__(self, limit: int = 256) -> None:
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(limit)
+
+    def hub_message(self, message: dict[str, Any]) -> None:
+        if message.get("type") == GROUP_MESSAGE:
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(message)
+
+    def hub_rejoined(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(self.REJOINED)
+
+
 async def _frames(sequencer: Sequencer, events: list[dict[str, Any]] | None) -> list[str]:
     if events is None:
         seq, text = await database_sync_to_async(snapshot_frame)(sequencer.organization_id)
@@ -87,12 +107,12 @@ async def event_stream(
     deadline = time.monotonic() + lifetime
     layer = get_channel_layer()
     group = group_name(organization_id)
-    channel = await layer.new_channel() if layer is not None else None
-    pending: asyncio.Future[Any] | None = None
+    hub = hub_for(layer) if layer is not None else None
+    listener = _Listener()
     try:
-        if channel is not None:
+        if hub is not None:
             # Joined before the opening frames are read: nothing after them can be missed.
-            await layer.group_add(group, channel)
+            await hub.join(group, listener)
         yield f"retry: {RETRY_MILLISECONDS}\n\n"
         last, frames = await database_sync_to_async(opening_frames)(
             organization_id, since=since, max_events=limits.resync_max_events
@@ -105,15 +125,11 @@ async def event_stream(
         while (now := time.monotonic()) < deadline:
             wait = min(next_heartbeat, next_poll, deadline) - now
             message = None
-            if channel is None:
-                await asyncio.sleep(wait)
-            else:
-                # One receive stays pending across waits: cancelling it could lose a message.
-                pending = pending or asyncio.ensure_future(layer.receive(channel))
-                done, _ = await asyncio.wait({pending}, timeout=wait)
-                if done:
-                    message, pending = pending.result(), None
-            if message is not None and message.get("type") == GROUP_MESSAGE:
+            with contextlib.suppress(TimeoutError):
+                message = await asyncio.wait_for(listener.queue.get(), wait)
+            if message is listener.REJOINED:
+                next_poll = 0.0  # the layer may have dropped copies meanwhile: look at the log now
+            elif message is not None:
                 for text in await _frames(sequencer, await sequencer.arrived(message["event"])):
                     yield text
             now = time.monotonic()
@@ -125,8 +141,5 @@ async def event_stream(
                 yield HEARTBEAT
                 next_heartbeat = now + limits.heartbeat
     finally:
-        if pending is not None:
-            pending.cancel()
-        if channel is not None:
-            with contextlib.suppress(Exception):
-                await layer.group_discard(group, channel)
+        if hub is not None:
+            hub.leave(group, listener)
