@@ -151,139 +151,26 @@ def snapshot_cost(args: argparse.Namespace) -> None:
     )
 
 
-# --- the suggested fixes, patched into a server process to compare them side by side --------------
+# --- the fan-out before realtime.hub, patched into a server process for a side-by-side run ----------
 VARIANTS = {
     "as-is": "routiq.asgi:application",
-    "fixed": "bench_realtime:fixed_application",  # bench/ on the server's PYTHONPATH
-    "hub": "bench_realtime:hub_application",
+    "per-connection": "bench_realtime:per_connection_application",  # bench/ on the server's PYTHONPATH
 }
-LATEST_SEQ_MEMO_SECONDS = 1.0
-
-
-_PATCHED: list[str] = []
 
 
 def __getattr__(name: str) -> Any:
-    """`bench_realtime:fixed_application` (and `hub_application`: fixed, plus one group member
-    per organization per process), built when uvicorn or daphne asks for it (once: servers
-    may look an attribute up more than once)."""
-    if name not in ("fixed_application", "hub_application"):
+    """`bench_realtime:per_connection_application`: the production application with a hub of
+    its own for every connection, so that each connection is its own member of the group (one
+    layer message per connection per event), as before realtime.hub."""
+    if name != "per_connection_application":
         raise AttributeError(name)
-    from routiq.asgi import application
+    from routiq.asgi import application  # sets Django up first
 
-    if not _PATCHED:
-        _patch_consumer_dispatch()
-        _patch_heartbeat_check()
-        if name == "hub_application":
-            _patch_process_hub()
-        _PATCHED.append(name)
-    assert _PATCHED == [name], "one variant per process"
+    # isort: split
+    from realtime import consumers, hub, stream
+
+    consumers.hub_for = stream.hub_for = hub.Hub
     return application
-
-
-def _patch_consumer_dispatch() -> None:
-    """Channels' AsyncConsumer.dispatch awaits close_old_connections() (a hop to the one
-    thread-sensitive thread) before every message handled; the consumer's handlers touch the
-    database only through database_sync_to_async, which closes old connections itself."""
-    from channels.consumer import get_handler_name
-
-    from realtime.consumers import MetricsConsumer
-
-    async def dispatch(self: Any, message: dict[str, Any]) -> None:
-        handler = getattr(self, get_handler_name(message), None)
-        if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
-
-    MetricsConsumer.dispatch = dispatch
-
-
-def _patch_heartbeat_check() -> None:
-    """Every consumer's heartbeat read the organization's latest seq (one query on the one
-    thread each), and read the log whenever a copy was still on its way: the process reads the
-    latest seq once per LATEST_SEQ_MEMO_SECONDS for all of them, and a consumer catches up
-    only on events the previous check already knew of."""
-    from channels.db import database_sync_to_async
-
-    from realtime.delivery import Sequencer
-    from realtime.events import event_latest_seq
-
-    memo: dict[str, tuple[float, asyncio.Future[int]]] = {}
-
-    async def latest_seq(org_id: str) -> int:
-        now = time.monotonic()
-        found = memo.get(org_id)
-        if found is None or now - found[0] > LATEST_SEQ_MEMO_SECONDS or found[1].cancelled():
-            found = memo[org_id] = (
-                now,
-                asyncio.ensure_future(database_sync_to_async(event_latest_seq)(org_id)),
-            )
-        return await asyncio.shield(found[1])
-
-    async def check(self: Sequencer) -> list[dict[str, Any]] | None:
-        # A copy is lost only if it has not come by the next check: catching up on one that
-        # is merely queued (the server is busy) is a log read per consumer, making it busier.
-        latest = await latest_seq(self.organization_id)
-        suspect, self.suspect = getattr(self, "suspect", 0), latest
-        return await self.catch_up() if suspect > self.last_seq else []
-
-    Sequencer.check = check
-
-
-def _patch_process_hub() -> None:
-    """Each consumer joined the organization's group itself, so one event became one layer
-    message per consumer: channels_redis wakes every receiving consumer (two tasks, a lock race
-    and a queue each) and Channels dispatches each copy. Here a process joins once per
-    organization and hands each event to its consumers directly."""
-    from channels.layers import get_channel_layer
-
-    from realtime.consumers import MetricsConsumer
-
-    members: dict[str, set[Any]] = {}
-    pumps: dict[str, asyncio.Task[None]] = {}
-    joined: dict[str, asyncio.Future[None]] = {}
-
-    def delivered(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            task.get_loop().call_exception_handler(
-                {"message": "delivery failed", "exception": task.exception()}
-            )
-
-    async def pump(group: str, channel: str) -> None:
-        layer = get_channel_layer()
-        while True:
-            message = await layer.receive(channel)
-            for consumer in list(members.get(group, ())):
-                asyncio.ensure_future(consumer.realtime_event(message)).add_done_callback(delivered)
-
-    class HubLayer:
-        def __init__(self, layer: Any, consumer: Any) -> None:
-            self._layer, self._consumer = layer, consumer
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._layer, name)
-
-        async def group_add(self, group: str, channel: str) -> None:
-            members.setdefault(group, set()).add(self._consumer)
-            if group not in joined:  # the process joins once; everyone waits until it has
-                joined[group] = asyncio.ensure_future(self._join(group))
-            await asyncio.shield(joined[group])
-
-        async def _join(self, group: str) -> None:
-            channel = await self._layer.new_channel()
-            await self._layer.group_add(group, channel)
-            pumps[group] = asyncio.ensure_future(pump(group, channel))
-
-        async def group_discard(self, group: str, channel: str) -> None:
-            members.get(group, set()).discard(self._consumer)
-
-    connect = MetricsConsumer.connect
-
-    async def hub_connect(self: Any) -> None:
-        self.channel_layer = HubLayer(self.channel_layer, self)
-        await connect(self)
-
-    MetricsConsumer.connect = hub_connect
 
 
 # --- the clients (a child process) ---------------------------------------------------------------------
@@ -784,7 +671,7 @@ def main() -> None:
         nargs="+",
         choices=list(VARIANTS),
         default=list(VARIANTS),
-        help="as-is: the code as it is; fixed: with the fixes this benchmark suggests patched in",
+        help="as-is: the code as it is; per-connection: each connection a group member (before the hub)",
     )
     args = parser.parse_args()
     if args.step == "worker":
