@@ -44,19 +44,38 @@ def database_url(name: str | None = None) -> str:
     return f"postgresql://{db['USER']}@{host}:{db['PORT'] or 5432}/{db['NAME'] if name is None else name}"
 
 
+@pytest.fixture(scope="session")
+def _app_role_exists(django_db_setup: None, django_db_blocker: Any) -> str:
+    """The application role on this server, created (committed: roles belong to the whole
+    cluster) when a fresh cluster lacks it. Created inside a test's transaction instead, it was
+    gone again at the rollback, and two test runs sharing the server raced over it."""
+    import psycopg
+    from django.db import connection
+
+    from routiq.db_roles import APP_ROLE
+
+    with django_db_blocker.unblock():
+        db = connection.settings_dict
+        with psycopg.connect(
+            dbname=db["NAME"], user=db["USER"], host=db["HOST"], port=db["PORT"] or 5432, autocommit=True
+        ) as conn:
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE]).fetchone() is None:
+                try:
+                    conn.execute(f"CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS")
+                except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                    pass  # another run created it meanwhile
+    return APP_ROLE
+
+
 @pytest.fixture
-def app_role(db: None) -> str:
-    """The application role, created when this server lacks it (a fresh cluster) and granted the
-    DML rights the product gives it; tests `SET ROLE` to it to run under row-level security."""
+def app_role(db: None, _app_role_exists: str) -> str:
+    """The application role, granted the DML rights the product gives it; tests `SET ROLE` to
+    it to run under row-level security."""
     from django.db import connection
 
     from routiq.db_roles import APP_ROLE
 
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN "
-            f"CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$"
-        )
         cursor.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
         cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
         cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")

@@ -201,16 +201,9 @@ def test_the_prune_job_is_scheduled_hourly(db):
 
 
 @pytest.fixture
-def as_app_role(db):
+def as_app_role(app_role):
     """The application role (not owner, not superuser), as the product connects."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN "
-            f"CREATE ROLE {APP_ROLE} NOLOGIN NOSUPERUSER NOBYPASSRLS; END IF; END $$"
-        )
-        cursor.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
-        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
-        cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
         cursor.execute(f"SET LOCAL ROLE {APP_ROLE}")
     yield
     with connection.cursor() as cursor:

@@ -158,7 +158,7 @@ def test_an_open_circuit_stops_the_run_and_is_shared(world, sim, run_sync):
     breaker.record_success()
 
 
-def test_each_tenant_sees_only_its_own_sync_rows(world, sim, run_sync, cliniko_simulator_factory):
+def test_each_tenant_sees_only_its_own_sync_rows(world, sim, run_sync, cliniko_simulator_factory, app_role):
     sim.store.edit("patients", sim.store.ids("patients")[0], first_name="y" * 200)  # a quarantined row
     run_sync("full")
     other = cliniko_simulator_factory(api_key="otherclinickey0123456789-au1", rate_limit=0)
@@ -174,8 +174,6 @@ def test_each_tenant_sees_only_its_own_sync_rows(world, sim, run_sync, cliniko_s
     )
     with tenant_scope(world.org_a):
         patients_a = set(Patient.objects.for_org(world.org_a).values_list("pk", flat=True))
-    with db_connection.cursor() as cursor:
-        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
     for org, other_org in ((world.org_a, world.org_b), (world.org_b, world.org_a)):
         with tenant_scope(org):
             with db_connection.cursor() as cursor:
@@ -322,14 +320,12 @@ def test_a_worker_that_lost_its_run_stops_and_commits_nothing_more(world, sim, c
     assert practitioners.in_flight["resume"]["listing"] == 0
 
 
-def test_quarantine_is_released_under_the_application_role(world, sim, connection):
+def test_quarantine_is_released_under_the_application_role(world, sim, connection, app_role):
     """Row-level security hides tenant rows outside a tenant transaction; the writer must
     look for quarantine entries inside one (the superuser running the suite sees everything)."""
     from django.db import connection as db
 
     with db.cursor() as cursor:
-        cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
-        cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
         cursor.execute(f"SET ROLE {APP_ROLE}")  # session-wide; undone with the test's transaction
     try:
         payload = sim.store.record("patients", sim.store.ids("patients")[0])
