@@ -68,6 +68,9 @@ MIDDLEWARE = [
 ROOT_URLCONF = "routiq.urls"
 WSGI_APPLICATION = "routiq.wsgi.application"
 ASGI_APPLICATION = "routiq.asgi.application"
+# Threads per server process running HTTP requests (routiq/asgi.py); each holds a pooled
+# database connection while it works, so keep it below DATABASE_POOL_MAX_SIZE.
+WEB_THREADS = env.int("WEB_THREADS", default=6)
 
 TEMPLATES = [
     {

@@ -202,3 +202,51 @@ def test_two_server_processes_on_one_channel_layer_both_deliver_the_workers_even
     for event in received:
         assert (event["type"], event["seq"]) == ("sync_progress", 2)
         assert event["data"]["run"]["marker"] == "fan-out"
+
+
+def _sse_frames(response: Any) -> Iterator[dict[str, str]]:
+    """The events of a Server-Sent Events response, as {"id", "event", "data"} (comments and
+    the opening `retry` skipped)."""
+    frame: dict[str, str] = {}
+    for raw in response:
+        line = raw.decode().rstrip("\n")
+        if not line:
+            if "event" in frame:
+                yield frame
+            frame = {}
+        elif not line.startswith(":"):
+            name, _, value = line.partition(": ")
+            frame[name] = value
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("layer", [LAYER])
+def test_the_event_stream_and_a_socket_of_one_server_share_its_membership_and_get_the_workers_event(
+    layer, world, keys, process_env, servers
+):
+    """The stream waits on the server's event loop (the ASGI path, not the WSGI pool), and the
+    process is one member of the group for all its clients (realtime.hub)."""
+    import urllib.request
+
+    org_id = world.org_a.pk
+    (server,) = servers(1)
+    token = make_token(keys[0], org_id, user="user_live_alice", lifetime_seconds=300, issuer=ISSUER, origin=ORIGIN)
+    request = urllib.request.Request(
+        f"{server.base}/api/v1/events/{org_id}/stream", headers={"Authorization": f"Bearer {token}"}
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(request, timeout=10) as response, _open(server, org_id, token) as socket:
+        assert response.headers["Content-Type"].startswith("text/event-stream")
+        frames = _sse_frames(response)
+        assert next(frames)["event"] == "snapshot"
+        assert _next(socket)["type"] == "snapshot"
+        _wait_for_members(org_id, 1)  # one process, one member: not one per client
+
+        seq = _worker_publishes(process_env, org_id, "streamed")
+
+        frame = next(frames)
+        assert (frame["event"], frame["id"]) == ("sync_progress", str(seq))
+        assert json.loads(frame["data"])["data"]["run"]["marker"] == "streamed"
+        assert _next(socket)["seq"] == seq
+    assert _group_members(org_id) == 1  # lingers a while after its last client (realtime.hub)
