@@ -96,6 +96,8 @@ REDIS_URL = startup.redis_url(env)
 # How long a computed analytics answer is kept under its organization's data version (versions
 # move whenever the data does, so this only bounds memory); 0 computes every answer afresh.
 ANSWER_CACHE_SECONDS = env.int("ANSWER_CACHE_SECONDS", default=15 * 60)
+# Connections a full profile refresh of a large organization runs on at once (patients.profiles).
+PROFILE_REFRESH_WORKERS = env.int("PROFILE_REFRESH_WORKERS", default=2)
 if REDIS_URL:
     CACHES = {
         "default": {

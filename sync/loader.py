@@ -20,7 +20,7 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from clinics.models import Location, Organization
-from clinics.tenancy import PmsKind
+from clinics.tenancy import PmsKind, table_statistics_refresh
 from patients.models import Appointment, AppointmentType, Invoice, Patient, Practitioner
 from sync.pms.cliniko import mapper
 
@@ -71,6 +71,11 @@ def clinic_load(
             _load_batch(organization, batch, refs, now, result)
             if progress:
                 progress(result)
+        # As a sync does after its first thousand records: the planner needs to know the tables
+        # are no longer empty (autovacuum may be off, or not yet around), or the profile refresh
+        # that follows expects 30 patients and loops over 50,000 (20 s where 10 s will do).
+        for model in (Patient, Appointment, Invoice):
+            table_statistics_refresh(model)
     return result
 
 

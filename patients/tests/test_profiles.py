@@ -280,3 +280,63 @@ def test_a_full_refresh_covers_every_patient_and_the_baseline_fills_in(world):
     assert profiles[newcomer.pk].expected_interval_days == 10
     with tenant_scope(world.org_b):
         assert not PatientProfile.objects.for_org(world.org_b).exists()  # the other tenant: untouched
+
+
+@pytest.mark.django_db(transaction=True)  # the parts commit on connections of their own
+def test_a_large_full_refresh_runs_in_parts_on_several_connections_and_agrees_with_one(
+    world, monkeypatch, settings
+):
+    import threading
+
+    from django.db import connection
+
+    from patients import profiles
+
+    org = world.org_a
+    people = [patient(org) for _ in range(7)]
+    for n, who in enumerate(people):
+        for k in range(n % 4 + 1):
+            visit(org, who, days_ago(5 + 9 * k + n))
+    visit(org, people[0], days_ago(-3))  # booked ahead
+    settings.PROFILE_REFRESH_WORKERS = 1
+    whole = profiles_refresh_all(org, now=NOW)
+    with tenant_scope(org):
+        at_once = {p.patient_id: _judged(p) for p in PatientProfile.objects.for_org(org)}
+        PatientProfile.objects.for_org(org).delete()
+
+    threads = set()
+    statement = profiles._refresh_statement
+
+    def recorded(params, patient_ids):
+        threads.add(threading.current_thread().name)
+        return statement(params, patient_ids)
+
+    monkeypatch.setattr(profiles, "_refresh_statement", recorded)
+    monkeypatch.setattr(profiles, "PARALLEL_MIN_PATIENTS", 3)
+    settings.PROFILE_REFRESH_WORKERS = 3
+    split = profiles_refresh_all(org, now=NOW)
+    with tenant_scope(org):
+        in_parts = {p.patient_id: _judged(p) for p in PatientProfile.objects.for_org(org)}
+    assert whole.patients == split.patients == 7
+    assert len(threads) == 3 and all(name.startswith("profiles") for name in threads)
+    assert in_parts == at_once and set(in_parts) == {p.pk for p in people}
+    assert not connection.in_atomic_block
+
+    # Inside a caller's transaction the parts could not commit apart: one statement.
+    threads.clear()
+    from django.db import transaction
+
+    with transaction.atomic():
+        assert profiles_refresh_all(org, now=NOW).patients == 7
+    assert threads == {threading.current_thread().name}
+
+
+def _judged(profile: PatientProfile) -> tuple:
+    return (
+        profile.lifecycle_stage,
+        profile.churn_risk_score,
+        profile.attended_count,
+        profile.upcoming_count,
+        profile.expected_interval_days,
+        profile.estimated_lifetime_value,
+    )
