@@ -127,11 +127,14 @@ def _forget_mirrored_tokens(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     A mirror is remembered for the test's length (in production a minute): on a loaded machine
     two requests of one test can lie a minute apart, and the second would mirror again."""
     from clinics.auth import authentication
+    from clinics.auth.tokens import verified_tokens_forget
 
     monkeypatch.setattr(authentication, "MIRROR_SECONDS", 3600.0)
     authentication._MIRRORED.clear()
+    verified_tokens_forget()
     yield
     authentication._MIRRORED.clear()
+    verified_tokens_forget()
 
 
 @pytest.fixture(autouse=True)

@@ -212,3 +212,42 @@ def test_a_tokens_user_and_membership_are_mirrored_once_then_remembered(world, a
     promoted = token_for(world.org_a, role="org:admin", user="user_newcomer")
     assert api("GET", url, promoted).json()["organization"]["your_role"] == "admin"
     assert Membership.objects.get(user__username="user_newcomer").role == "admin"
+
+
+def test_a_verified_token_is_remembered_but_its_expiry_and_origin_still_count(world, api, settings, monkeypatch):
+    import time
+
+    from clinics.auth import tokens
+
+    decoded = []
+    real = tokens.jwt.decode
+    monkeypatch.setattr(tokens.jwt, "decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    now = int(time.time())
+    token = sign(make_claims(world.org_a.pk, iat=now - 10, nbf=now - 10, exp=now + 20))
+    for _ in range(3):
+        assert api("GET", org_url(world.org_a), token).status_code == 200
+    assert len(decoded) == 1  # the signature was checked once
+
+    # Past its expiry (and the leeway) the remembered token is refused like any other.
+    monkeypatch.setattr(tokens.time, "time", lambda: now + 20 + tokens.LEEWAY_SECONDS + 1)
+    assert_error(api("GET", org_url(world.org_a), token), 401, "TOKEN_EXPIRED")
+    monkeypatch.undo()
+
+    # Another configuration of authorized parties checks the token afresh (and refuses it here).
+    settings.CLERK_AUTHORIZED_PARTIES = ["https://elsewhere.example"]
+    assert_error(api("GET", org_url(world.org_a), token), 401, "TOKEN_INVALID")
+
+
+def test_a_remembered_token_is_checked_afresh_after_a_while(world, api, monkeypatch):
+    from clinics.auth import tokens
+
+    decoded = []
+    real = tokens.jwt.decode
+    monkeypatch.setattr(tokens.jwt, "decode", lambda *a, **k: decoded.append(1) or real(*a, **k))
+    clock = [1000.0]
+    monkeypatch.setattr(tokens.time, "monotonic", lambda: clock[0])
+    token = sign(make_claims(world.org_a.pk))
+    assert api("GET", org_url(world.org_a), token).status_code == 200
+    clock[0] += tokens.VERIFIED_SECONDS + 1
+    assert api("GET", org_url(world.org_a), token).status_code == 200
+    assert len(decoded) == 2
