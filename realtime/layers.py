@@ -165,7 +165,10 @@ class PostgresChannelLayer(BaseChannelLayer):
         self.client_prefix = uuid.uuid4().hex[:12]
         self._connect_kwargs = connection_kwargs(database)
         self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._states_lock = threading.Lock()  # loops may run in different threads
+        # Loops may run in different threads. Reentrant: a keeper coroutine of a loop that never
+        # ran it can be finalized by the garbage collector inside _loop_state, on this thread,
+        # and its cleanup takes the lock too (with a plain Lock that thread waited forever).
+        self._states_lock = threading.RLock()
         self._next_sweep = 0.0
 
     # --- The channel layer contract ---------------------------------------------------------
@@ -292,7 +295,7 @@ class PostgresChannelLayer(BaseChannelLayer):
             if state is None:
                 # A loop closed without cancelling its tasks never ran its keeper: drop it here.
                 for closed in [other for other in self._states if other.is_closed()]:
-                    del self._states[closed]
+                    self._states.pop(closed, None)
                 state = self._states[loop] = _LoopState(slots=asyncio.Semaphore(self.pool_size))
                 state.keeper = loop.create_task(self._keep(loop, state))
         return state

@@ -274,3 +274,32 @@ def test_the_health_check_passes_again_and_again(monkeypatch):
 
     monkeypatch.setitem(channel_layers.backends, "default", make_layer(prefix="routiq"))
     assert [check_channel_layer() for _ in range(3)] == ["PostgresChannelLayer"] * 3
+
+
+def test_a_keeper_finalized_while_the_loop_state_is_taken_does_not_deadlock():
+    """The garbage collector may finalize the keeper of a loop closed without cancelling its
+    tasks inside _loop_state (an allocation there starts a collection), on the same thread:
+    the keeper's cleanup takes the same lock. It once waited forever there (a CI run hung)."""
+    import threading
+
+    from realtime.layers import _LoopState
+
+    layer = make_layer()
+    dead_loop = asyncio.new_event_loop()
+    state = _LoopState(slots=asyncio.Semaphore(1))
+    with layer._states_lock:
+        layer._states[dead_loop] = state
+    keeper = layer._keep(dead_loop, state)
+    keeper.send(None)  # started, waiting on its loop's future, as a running loop leaves it
+    dead_loop.close()
+    finished = []
+
+    def take_state() -> None:
+        with layer._states_lock:  # as _loop_state holds it...
+            keeper.close()  # ...when the collector finalizes the keeper
+        finished.append(dead_loop not in layer._states)
+
+    worker = threading.Thread(target=take_state, daemon=True)
+    worker.start()
+    worker.join(5)
+    assert finished == [True]
