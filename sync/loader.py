@@ -71,11 +71,11 @@ def clinic_load(
             _load_batch(organization, batch, refs, now, result)
             if progress:
                 progress(result)
-        # As a sync does after its first thousand records: the planner needs to know the tables
-        # are no longer empty (autovacuum may be off, or not yet around), or the profile refresh
-        # that follows expects 30 patients and loops over 50,000 (20 s where 10 s will do).
-        for model in (Patient, Appointment, Invoice):
-            table_statistics_refresh(model)
+    # Once committed, as a sync does after its first thousand records: the planner must know the
+    # tables are no longer empty (autovacuum may be off, or not yet around), or the profile
+    # refresh that follows expects 30 patients and loops over 50,000.
+    for model in (Patient, Appointment, Invoice):
+        table_statistics_refresh(model)
     return result
 
 

@@ -10,7 +10,6 @@ the envelope's own fields), so the same calls warm the cache after a sync.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -122,13 +121,9 @@ def dashboard_charts_answer(organization: Organization, *, timeframe: str = DEFA
 # --- the summary -------------------------------------------------------------------------------------
 def _live(organization: Organization, name: str, params: tuple[Any, ...], read: Callable[[], Any]) -> Any:
     """`read()`, or what it gave under the same name and params less than LIVE_SYNC_SECONDS ago."""
-    digest = hashlib.sha256(repr(params).encode()).hexdigest()[:32]
-    key = f"live:{organization.pk}:{name}:{digest}"
-    found = caches["default"].get(key)
-    if found is None:
-        found = (read(),)
-        caches["default"].set(key, found, LIVE_SYNC_SECONDS)
-    return found[0]
+    key = f"live:{organization.pk}:{name}:" + ":".join(str(part) for part in params)
+    # Wrapped, so that a None answer is remembered too.
+    return caches["default"].get_or_set(key, lambda: (read(),), LIVE_SYNC_SECONDS)[0]
 
 
 def last_sync_data(organization: Organization) -> dict[str, Any]:
@@ -214,11 +209,11 @@ def activity_page(
 ) -> dict[str, Any]:
     """The newest `limit` events after `before`, from every source, and the next page's cursor."""
     cached = _appointment_events(organization, before=before, limit=limit + 1)
-    cursor = None if before is None else (before.occurred_at.isoformat(), before.rank, before.id)
     runs = _live(
         organization,
         "sync_activity",
-        (limit + 1, cursor),
+        # Not before.token(): a "before this instant" cursor has no source to name.
+        (limit + 1, *((before.occurred_at.timestamp(), before.rank, before.id) if before else ())),
         lambda: dashboard.sync_activity(organization, before=before, limit=limit + 1),
     )
     items, next_before = dashboard.activity_merged([*cached["events"], *runs], limit=limit)

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from clinics.models import Organization
 from clinics.rls import tenant_scope
+from clinics.tenancy import large_statement_settings
 from patients.kpis import sql
 from patients.kpis.figures import KPI_DEFINITIONS, changes, cohort_rows, kpis_from_row, series_point
 from patients.models import AppointmentType, ProfileBaseline
@@ -40,7 +41,6 @@ __all__ = [
 ]
 
 GROUP_BY_CHOICES = ("practitioner", "location")
-WORK_MEM = "256MB"
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,7 @@ def _params(
 
 def _fetch(statement: str, params: dict[str, Any]) -> list[dict[str, Any]]:
     with connection.cursor() as cursor:
-        # For the enclosing transaction only: the statement sorts up to a few million narrow rows
-        # (in memory, not on disk), and is over well before compiling it would pay off.
-        cursor.execute("SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)", [WORK_MEM])
+        large_statement_settings(cursor)  # it sorts up to a few million narrow rows
         cursor.execute(statement, params)
         names = [column.name for column in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]

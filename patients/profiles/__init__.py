@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from clinics.models import Organization
 from clinics.rls import tenant_scope
-from clinics.tenancy import table_statistics_refresh
+from clinics.tenancy import large_statement_settings, table_statistics_refresh
 from patients.changes import RecordsChanged
 from patients.models import AppointmentType, Patient, PatientProfile, ProfileBaseline
 from patients.profiles.cache import profiles_changed
@@ -77,8 +77,6 @@ def _params(organization: Organization, now: datetime, baseline: ProfileBaseline
     }
 
 
-WORK_MEM = "256MB"
-_PLANNER_SETTINGS = "SELECT set_config('work_mem', %s, true), set_config('jit', 'off', true)"
 # A full refresh of at least this many patients, outside a transaction, runs in parts on
 # PROFILE_REFRESH_WORKERS connections at once: PostgreSQL runs no data-modifying statement in
 # parallel by itself, and one statement keeps one core busy (50,000 patients: 20 s on one
@@ -140,10 +138,8 @@ def _refresh_statement(params: dict[str, Any], patient_ids: list[int] | None) ->
     """The refresh statement for `patient_ids` (all when None); the rows it wrote. Inside a
     tenant scope."""
     with connection.cursor() as cursor:
-        # For this transaction only. With fresh statistics a full refresh is costed high
-        # enough for PostgreSQL to compile it: 17 s of JIT on a 17 s statement at 50,000
-        # patients. And its sorts and hashes stay in memory.
-        cursor.execute(_PLANNER_SETTINGS, [WORK_MEM])
+        # With fresh statistics a full refresh is costed high enough for PostgreSQL to compile.
+        large_statement_settings(cursor)
         cursor.execute(
             refresh_sql(),
             {**params, "all_patients": patient_ids is None, "ids": list(patient_ids or [])},
@@ -156,7 +152,7 @@ def profile_baseline_refresh(organization: Organization, *, now: datetime | None
     with tenant_scope(organization):
         params = _params(organization, now, None)
         with connection.cursor() as cursor:
-            cursor.execute(_PLANNER_SETTINGS, [WORK_MEM])
+            large_statement_settings(cursor)
             cursor.execute(BASELINE_SQL, params)
             median, gaps, value = cursor.fetchone()
         enough = (gaps or 0) >= ORG_MEDIAN_MIN_GAPS
