@@ -59,16 +59,39 @@ def _org_id(organization: Any) -> str:
     return str(org_id)
 
 
+_SET_TENANT = "SELECT set_config('app.org_id', %s, true), set_config('app.cross_tenant', '', true)"
+
+
 def tenant_context_set(organization: Any) -> None:
     """Set the tenant for the current transaction only (never session-wide: pooled
     connections would carry it into the next request)."""
     if not connection.in_atomic_block:
         raise RuntimeError("the tenant can only be set inside a transaction")
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config('app.org_id', %s, true), set_config('app.cross_tenant', '', true)",
-            [_org_id(organization)],
-        )
+        cursor.execute(_SET_TENANT, [_org_id(organization)])
+
+
+@contextmanager
+def tenant_transaction(organization: Any) -> Iterator[None]:
+    """A transaction for one organization whose tenant is set just before its first statement
+    (of any kind: a savepoint's too, so the setting sits outside every savepoint and no rollback
+    to one takes it away). Work that never reaches the database, such as an answer served from
+    the cache, then costs no round trip at all: psycopg begins a transaction at its first
+    statement and a commit with none begun sends nothing. The tenant is set in the one place
+    a statement can pass through, so it cannot be missed."""
+    org_id = _org_id(organization)
+    pending = True
+
+    def set_first(execute: Any, sql: str, params: Any, many: bool, context: dict[str, Any]) -> Any:  # noqa: FBT001
+        nonlocal pending
+        if pending:
+            pending = False  # before executing: the statement below passes through here too
+            with context["connection"].cursor() as cursor:
+                cursor.execute(_SET_TENANT, [org_id])
+        return execute(sql, params, many, context)
+
+    with transaction.atomic(), connection.execute_wrapper(set_first):
+        yield
 
 
 @contextmanager

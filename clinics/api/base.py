@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from django.db import transaction
 from django.http import HttpResponseBase
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from clinics.auth.roles import role_allows
 from clinics.models import ORG_ID_RE, Membership, Organization, Role
-from clinics.rls import tenant_context_set, tenant_scope
+from clinics.rls import tenant_scope, tenant_transaction
 from routiq.api.errors import NotFound, OrgAccessDenied, PermissionDeniedError
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -46,8 +45,7 @@ class OrganizationScopedView(APIView):
             handler = getattr(self, request.method.lower(), None)
             if request.method.lower() not in self.http_method_names or handler is None:
                 handler = self.http_method_not_allowed
-            with transaction.atomic():
-                tenant_context_set(self.organization.pk)
+            with tenant_transaction(self.organization.pk):
                 response = handler(request, *args, **kwargs)
         except Exception as exc:  # DRF's contract: every error becomes a response
             response = self.handle_exception(exc)

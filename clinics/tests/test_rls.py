@@ -6,10 +6,12 @@ these tests switch to `routiq_app` inside their transaction, as the product's pr
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 from model_bakery import baker
 
 from clinics.models import ApiKey, Location
-from clinics.rls import cross_tenant_scope, tenant_context_set, tenant_scope
+from clinics.rls import cross_tenant_scope, tenant_context_set, tenant_scope, tenant_transaction
+from conftest import data_queries
 from patients.models import Patient
 from routiq.db_roles import APP_ROLE
 
@@ -159,3 +161,56 @@ def test_a_nested_scope_that_fails_leaves_the_outer_one(world, as_app_role):
         with pytest.raises(LookupError), tenant_scope(world.org_b):
             raise LookupError("the nested work failed")
         assert list(Patient.objects.values_list("external_id", flat=True)) == ["a1"]
+
+
+# --- the request's transaction: the tenant set at its first statement ---------------------------
+def test_a_tenant_transaction_that_reads_nothing_sends_nothing(world):
+    with CaptureQueriesContext(connection) as captured, tenant_transaction(world.org_a):
+        pass
+    assert data_queries(captured) == []
+
+
+def test_a_tenant_transaction_sets_the_tenant_before_its_first_statement(world, as_app_role):
+    baker.make(Patient, organization=world.org_a, pms="cliniko", external_id="a1")
+    baker.make(Patient, organization=world.org_b, pms="cliniko", external_id="b1")
+    as_app_role()
+    with CaptureQueriesContext(connection) as captured, tenant_transaction(world.org_b):
+        assert list(Patient.objects.values_list("external_id", flat=True)) == ["b1"]
+        assert count("patients_patient") == 1
+    sent = data_queries(captured)
+    assert len(sent) == 3 and "set_config('app.org_id'" in sent[0]  # once, first
+
+
+def test_a_rolled_back_savepoint_keeps_the_tenant_transactions_tenant(world, as_app_role):
+    baker.make(Patient, organization=world.org_a, pms="cliniko", external_id="a1")
+    as_app_role()
+    with tenant_transaction(world.org_a):
+        # The first statement is the savepoint's: the tenant is set before it, not inside it.
+        with pytest.raises(DatabaseError, match="row-level security"), transaction.atomic():
+            Location.objects.create(organization=world.org_b, pms="cliniko", external_id="9", name="Sneaky")
+        assert list(Patient.objects.values_list("external_id", flat=True)) == ["a1"]
+
+
+def test_a_tenant_transaction_starting_with_executemany_writes_as_the_tenant(world, as_app_role):
+    as_app_role()
+    with tenant_transaction(world.org_a), connection.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO clinics_location (organization_id, pms, external_id, name, pms_refs, time_zone,"
+            " address, city, state, post_code, country, phone)"
+            " VALUES (%s, 'cliniko', %s, 'Here', '{}', '', '', '', '', '', '', '')",
+            [[world.org_a.pk, "1"], [world.org_a.pk, "2"]],
+        )
+        assert count("clinics_location") == 2
+    with tenant_scope(world.org_b):
+        assert count("clinics_location") == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tenant_transactions_tenant_ends_with_it(world, as_app_role):
+    baker.make(ApiKey, organization=world.org_a, prefix="abcd1234", secret_hash="x" * 64)
+    with tenant_transaction(world.org_a):
+        as_app_role()
+        assert count("clinics_apikey") == 1
+    with transaction.atomic():
+        as_app_role()
+        assert count("clinics_apikey") == 0

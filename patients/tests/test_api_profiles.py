@@ -323,3 +323,17 @@ def test_an_expired_profile_is_recomputed_before_it_is_read(world, clinic, api, 
     profile = body(api("get", profiles_url(world.org_a, f"/{booked.pk}"), token_for(world.org_a)))["profile"]
     assert profile["upcoming_appointment_count"] == 0 and profile["days_since_last_appointment"] == 0
     assert profile["lifecycle_stage"] == "active"
+
+
+
+def test_a_cached_answer_reads_only_the_organization(world, clinic, api, token_for, settings):
+    token = token_for(world.org_a)
+    listing(api, token, world.org_a, "limit=5")  # computed and cached; the token's user mirrored
+    with CaptureQueriesContext(db) as captured:
+        assert len(listing(api, token, world.org_a, "limit=5")["patient_profiles"]) == 5
+    sent = data_queries(captured)
+    assert sent[0].startswith('SELECT "clinics_organization"."id"'), sent
+    # With Redis as the cache, nothing in the handler reaches the database: no transaction, no
+    # tenant setting. With the database as the cache its reads do, the tenant set before them.
+    after = [] if settings.REDIS_URL else ["SELECT set_config('app.org_id'"]
+    assert [query[:30] for query in sent[1:]] == after, sent
