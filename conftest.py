@@ -138,6 +138,17 @@ def _forget_mirrored_tokens(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _forget_organizations() -> Iterator[None]:
+    """Organizations keep their ids from test to test, and a test's rollback sends no signal: a
+    request's memoised organization (clinics.selectors) must not outlive its test."""
+    from clinics.selectors import organizations_forget
+
+    organizations_forget()
+    yield
+    organizations_forget()
+
+
+@pytest.fixture(autouse=True)
 def _forget_snapshots() -> Iterator[None]:
     """Organizations keep their ids from test to test: a live snapshot shared between clients
     for a moment (realtime.snapshot) must not be shared between tests."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import time
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +17,44 @@ from routiq.api.pagination import search_filter
 
 def organization_get(org_id: str) -> Organization:
     return Organization.objects.get(pk=org_id)
+
+
+# --- the organization of an API request ------------------------------------------------------------
+# Every organization-scoped request reads its organization, and organizations change seldom (an
+# operator's edit): a process keeps each one it read for this long, and forgets one at once when
+# it is saved or deleted in this process. An edit made in another process is seen within the time.
+ORGANIZATION_MEMO_SECONDS = 5.0
+ORGANIZATION_MEMO_LIMIT = 10_000
+_organizations: dict[str, tuple[Organization, float]] = {}
+
+
+def organization_for_request(org_id: str) -> Organization | None:
+    """The organization `org_id`, or None; read at most every ORGANIZATION_MEMO_SECONDS per
+    process. Each caller gets its own copy (a request may set attributes on its instance)."""
+    now = time.monotonic()
+    held = _organizations.get(org_id)
+    if held is None or now - held[1] >= ORGANIZATION_MEMO_SECONDS:
+        organization = Organization.objects.filter(pk=org_id).first()
+        if organization is None:  # not memoised: one made in another process is found at once
+            _organizations.pop(org_id, None)
+            return None
+        if len(_organizations) >= ORGANIZATION_MEMO_LIMIT:
+            _organizations.clear()
+        held = _organizations[org_id] = (organization, now)
+    return copy.copy(held[0])
+
+
+def organizations_forget(org_id: str | None = None) -> None:
+    """Drop what organization_for_request holds: one organization, or (None) all of them."""
+    if org_id is None:
+        _organizations.clear()
+    else:
+        _organizations.pop(org_id, None)
+
+
+def on_organization_changed(sender: Any, *, instance: Organization, **kwargs: Any) -> None:
+    """`post_save` and `post_delete` receiver for Organization."""
+    organizations_forget(instance.pk)
 
 
 def user_membership_list(user: Any) -> list[Membership]:

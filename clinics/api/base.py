@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from clinics.auth.roles import role_allows
 from clinics.models import ORG_ID_RE, Membership, Organization, Role
 from clinics.rls import tenant_scope, tenant_transaction
+from clinics.selectors import organization_for_request
 from routiq.api.errors import NotFound, OrgAccessDenied, PermissionDeniedError
 
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -85,7 +86,7 @@ def organization_access(request: Request, org_id: str, required: str) -> tuple[O
     principal = request.auth
     if getattr(principal, "org_id", None) is not None and principal.org_id != org_id:
         raise OrgAccessDenied()
-    organization = Organization.objects.filter(pk=org_id).first()
+    organization = organization_for_request(org_id)
     if organization is None:
         # A caller whose credential names this organization learns it is not provisioned;
         # anyone else learns nothing more than "not yours".
