@@ -23,7 +23,13 @@ pytestmark = [pytest.mark.usefixtures("clerk_settings"), pytest.mark.django_db(t
 
 
 class ProbeConsumer(AsyncJsonWebsocketConsumer):
-    """Accepts with the application protocol after authorizing, then echoes its access."""
+    """Accepts with the application protocol after authorizing, then echoes its access.
+
+    It joins no group, so it takes no channel layer (an alias that names none): a refused
+    probe's consumer is still running when its test's loop ends, and one run hung there while
+    the loop cancelled it (the layer's pending receive being all it awaits besides the test)."""
+
+    channel_layer_alias = "no-channel-layer"
 
     async def connect(self):
         try:
