@@ -266,6 +266,32 @@ def test_the_first_paint_is_the_summary_and_the_newest_activity(world, clinic, a
     assert get(api, token, world.org_a, "?activity_limit=3")["count"] == 3
 
 
+def test_the_first_paint_is_shared_for_a_moment_and_follows_the_data_at_once(
+    world, clinic, api, token_for, monkeypatch
+):
+    import time as clock
+
+    monkeypatch.setattr(views, "LIVE_SYNC_SECONDS", 1)
+    token, org, running = token_for(world.org_a), world.org_a, clinic["runs"]["running"]
+    first = get(api, token, org)
+    assert first["last_sync"]["status"] == "running" and first["activity"][0]["type"] == "sync_started"
+    SyncRun.objects.filter(pk=running.pk).update(status="completed", finished_at=timezone.now())
+    # The same answer to every screen asking within the moment...
+    again = get(api, token, org)
+    assert again["last_sync"] == first["last_sync"] and again["activity"] == first["activity"]
+    assert again["timestamp"] >= first["timestamp"]  # the envelope is the request's own
+    # ...but new data shows at once: the whole answer is made again, its live parts read now.
+    _patient(org, "newcomer", "Nia")
+    profiles_cache_bump(org.pk)
+    moved = get(api, token, org)
+    assert moved["summary"]["patients"]["total"] == first["summary"]["patients"]["total"] + 1
+    assert moved["last_sync"]["status"] == "completed" and moved["activity"][0]["type"] == "sync_completed"
+    # And without a data change, once the moment has passed.
+    SyncRun.objects.filter(pk=running.pk).update(status="failed", error_code="PMS_AUTH_FAILED")
+    clock.sleep(1.2)
+    assert get(api, token, org)["last_sync"]["status"] == "failed"
+
+
 # --- activity ----------------------------------------------------------------------------------
 def _is_newest_first(items: list[dict[str, Any]]) -> bool:
     moments = [datetime.fromisoformat(item["occurred_at"].replace("Z", "+00:00")) for item in items]
