@@ -175,10 +175,17 @@ def profiles_refresh_all(organization: Organization, *, now: datetime | None = N
     return RefreshResult(result.patients, time.perf_counter() - started)
 
 
+EXPIRY_LOCK = 0x5052  # the advisory lock class of expiry refreshes ("PR"), keyed by organization
+
+
 def profiles_refresh_expired(organization: Organization, *, now: datetime | None = None) -> RefreshResult:
     """Recompute the profiles whose `valid_until` has passed (usually none or a handful)."""
     now = now or timezone.now()
     with tenant_scope(organization):
+        # One at a time per organization, until the transaction ends: readers that find the
+        # same expiry together wait for the first, then find nothing left to recompute.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [EXPIRY_LOCK, organization.pk])
         expired = list(
             PatientProfile.objects.for_org(organization)
             .filter(valid_until__lte=now)

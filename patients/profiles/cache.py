@@ -10,12 +10,14 @@ say. Nothing is ever invalidated by hand: old versions simply stop being asked f
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 
 from patients.models import PatientProfile
@@ -83,11 +85,16 @@ def cached_answer(
     """The answer to (name, params) for the organization's profiles as they are now, kept for
     ANSWER_CACHE_SECONDS (or `seconds`, when shorter)."""
     version, next_expiry = profiles_state(organization_id)
-    if version == 0 or (next_expiry is not None and next_expiry <= timezone.now()):
+    if version == 0 or _passed(next_expiry):
         # Never recorded (a fresh cache) or a profile expired: make the database right first.
-        refresh_expired()
-        _bump(organization_id)
-        version, _ = profiles_state(organization_id)
+        # Readers arriving together wait for the first one's refresh (patients.profiles) and
+        # find nothing left to do: only a refresh that recomputed something starts a version,
+        # or ten readers would start ten, each making every answer be computed again.
+        refreshed = refresh_expired()
+        version, next_expiry = profiles_state(organization_id)
+        if version == 0 or getattr(refreshed, "patients", 1) or _passed(next_expiry):
+            _bump(organization_id)
+            version, _ = profiles_state(organization_id)
     longest = settings.ANSWER_CACHE_SECONDS
     seconds = longest if seconds is None else min(seconds, longest)
     if seconds <= 0:
@@ -97,6 +104,45 @@ def cached_answer(
     cache = _cache()
     answer = cache.get(key)
     if answer is None:
+        answer = _computed_once(cache, key, compute, seconds)
+    return answer
+
+
+def _passed(moment: datetime | None) -> bool:
+    return moment is not None and moment <= timezone.now()
+
+
+# How long a reader waits for the same answer being computed elsewhere before computing it too.
+COMPUTE_WAIT_SECONDS = 5.0
+
+
+def _computed_once(cache: Any, key: str, compute: Callable[[], Any], seconds: float) -> Any:
+    """compute() and cache it; or, while another request is computing the same answer (a new
+    version: every screen of the clinic asks again at once), wait for theirs instead of
+    computing it alongside on the same cores. With Redis only: the database cache's entries
+    are written inside the request's transaction, invisible to the others until it commits."""
+    if not isinstance(cache, RedisCache):
         answer = compute()
         cache.set(key, answer, seconds)
+        return answer
+    claim = f"{key}:computing"
+    if cache.add(claim, 1, int(COMPUTE_WAIT_SECONDS) + 1):
+        try:
+            answer = compute()
+            cache.set(key, answer, seconds)
+            return answer
+        finally:
+            cache.delete(claim)
+    deadline = time.monotonic() + COMPUTE_WAIT_SECONDS
+    pause = 0.005
+    while time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+        answer = cache.get(key)
+        if answer is not None:
+            return answer
+        if cache.get(claim) is None:  # the other one failed: compute it here
+            break
+    answer = compute()
+    cache.set(key, answer, seconds)
     return answer

@@ -282,6 +282,37 @@ def test_a_full_refresh_covers_every_patient_and_the_baseline_fills_in(world):
         assert not PatientProfile.objects.for_org(world.org_b).exists()  # the other tenant: untouched
 
 
+@pytest.mark.django_db(transaction=True)  # two connections, each its own transaction
+def test_readers_finding_one_expiry_together_recompute_it_once(world):
+    import threading
+
+    from django.db import connection, transaction
+
+    org = world.org_a
+    who = patient(org)
+    for n in range(5):
+        visit(org, who, days_ago(19 + 14 * n))
+    later = profile_of(org, who).valid_until + timedelta(seconds=1)
+    second, entered = [], threading.Event()
+
+    def another_reader():
+        entered.set()
+        try:
+            second.append(profiles_refresh_expired(org, now=later).patients)
+        finally:
+            connection.close()
+
+    with transaction.atomic():  # the first reader's request, still open
+        assert profiles_refresh_expired(org, now=later).patients == 1
+        reader = threading.Thread(target=another_reader)
+        reader.start()
+        assert entered.wait(10)
+        reader.join(0.5)
+        assert reader.is_alive() and second == []  # waiting for the first one's transaction
+    reader.join(10)
+    assert second == [0]  # and then nothing left to recompute
+
+
 @pytest.mark.django_db(transaction=True)  # the parts commit on connections of their own
 def test_a_large_full_refresh_runs_in_parts_on_several_connections_and_agrees_with_one(
     world, monkeypatch, settings

@@ -4,10 +4,14 @@ after a refresh, an expiry, an anonymisation, a purge or a finished sync, never 
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import timedelta
 from unittest import mock
 
 import pytest
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection as db
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -294,3 +298,82 @@ def test_warming_under_row_level_security_caches_the_clinics_real_figures(world,
     with mock.patch.object(answers.selectors, "patient_profile_summary", side_effect=AssertionError("computed")):
         summary = json.loads(answers.profile_summary(world.org_a))  # the warmed answer
     assert summary["summary"]["total_patients"] == 2
+
+
+# --- many readers at once --------------------------------------------------------------------------
+def test_readers_finding_one_expiry_together_start_one_version(world, clinics):
+    from patients.profiles import RefreshResult
+    from patients.profiles.cache import _EXPIRY, _bump, cached_answer
+
+    org = world.org_a.pk
+    profiles_cache_bump(org)
+    version, _ = profiles_state(org)
+    caches["default"].set(_EXPIRY.format(org=org), timezone.now() - timedelta(seconds=1), None)
+
+    def refreshed_by_another():
+        # What a reader finds once the first one's refresh committed: nothing left to do, and
+        # the version the first one started.
+        _bump(org)
+        return RefreshResult(0, 0.0)
+
+    assert cached_answer(org, "probe", {}, lambda: "answer", refresh_expired=refreshed_by_another) == "answer"
+    assert profiles_state(org)[0] == version + 1
+
+
+def test_an_answer_being_computed_elsewhere_is_waited_for_not_computed_again(db):
+    from patients.profiles.cache import COMPUTE_WAIT_SECONDS, _computed_once
+
+    cache = caches["default"]
+    if not isinstance(cache, RedisCache):
+        # The database cache's entries are written inside each request's transaction, where no
+        # other request sees them: a claim there is not waited for.
+        cache.set("probe:computing", 1, 60)
+        began = time.monotonic()
+        assert _computed_once(cache, "probe", lambda: "computed here", 60) == "computed here"
+        assert time.monotonic() - began < COMPUTE_WAIT_SECONDS / 2 and cache.get("probe") == "computed here"
+        return
+    computed, started, answers = [], threading.Event(), []
+
+    def slow():
+        computed.append("first")
+        started.set()
+        time.sleep(0.5)
+        return "first's answer"
+
+    def other():
+        computed.append("second")
+        return "second's answer"
+
+    first = threading.Thread(target=lambda: answers.append(_computed_once(cache, "probe", slow, 60)))
+    first.start()
+    assert started.wait(10)
+    second = _computed_once(cache, "probe", other, 60)
+    first.join(10)
+    assert computed == ["first"] and second == answers[0] == "first's answer"
+    assert cache.get("probe:computing") is None
+
+
+def test_a_reader_waiting_for_an_answer_that_fails_elsewhere_computes_it(db):
+    from patients.profiles.cache import _computed_once
+
+    cache = caches["default"]
+    started, release, failures = threading.Event(), threading.Event(), []
+
+    def failing():
+        started.set()
+        release.wait(10)
+        raise RuntimeError("the first one failed")
+
+    def run_failing():
+        try:
+            _computed_once(cache, "probe-fails", failing, 60)
+        except RuntimeError as error:
+            failures.append(error)
+
+    first = threading.Thread(target=run_failing)
+    first.start()
+    assert started.wait(10)
+    threading.Timer(0.2, release.set).start()
+    assert _computed_once(cache, "probe-fails", lambda: "computed here", 60) == "computed here"
+    first.join(10)
+    assert len(failures) == 1 and cache.get("probe-fails") == "computed here"
