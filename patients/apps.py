@@ -7,9 +7,10 @@ class PatientsConfig(AppConfig):
 
     def ready(self) -> None:
         # Profiles follow the records: what a sync changed is recomputed when its run ends.
-        from django.db.models.signals import post_save
+        from django.db.models.signals import post_save, pre_save
 
         from clinics.models import Organization
+        from patients import profiles
         from patients.api import answers
         from patients.changes import records_changed
         from patients.profiles import on_records_changed
@@ -20,4 +21,11 @@ class PatientsConfig(AppConfig):
         # And a new organization's, by the job queue once it is committed.
         post_save.connect(
             answers.on_organization_saved, sender=Organization, dispatch_uid="patients.answers.new_org"
+        )
+        # And every profile again when the settings they depend on change.
+        pre_save.connect(
+            profiles.on_organization_saving, sender=Organization, dispatch_uid="patients.profiles.settings"
+        )
+        post_save.connect(
+            profiles.on_organization_saved, sender=Organization, dispatch_uid="patients.profiles.settings"
         )

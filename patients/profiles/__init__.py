@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from clinics.models import Organization
+from clinics.models import Organization, RetentionSettings
 from clinics.rls import tenant_scope
 from clinics.tenancy import large_statement_settings, table_statistics_refresh
 from patients.changes import RecordsChanged
@@ -230,4 +230,44 @@ def on_records_changed(sender: Any, change: RecordsChanged, **kwargs: Any) -> No
         change.run_id,
         result.patients,
         result.seconds,
+    )
+
+
+# --- following the organization's settings -------------------------------------------------------
+# What a profile says depends on these: when one changes, every profile of the organization is
+# recomputed by the job queue once the change is committed (which starts a new version of its
+# cached answers), whether it changed through the API, a service or the admin.
+PROFILE_SETTINGS_FIELDS = ("retention_settings", "time_zone")
+REFRESH_TASK = "patients.tasks.profiles_refresh_task"
+
+
+def _profile_settings(retention_settings: dict[str, Any] | None, time_zone: str) -> tuple[Any, ...]:
+    # As the profiles read them: an empty setting and its default are the same setting.
+    return RetentionSettings.from_json(retention_settings).to_json(), time_zone
+
+
+def on_organization_saving(sender: Any, *, instance: Organization, raw: bool = False, **kwargs: Any) -> None:
+    """`pre_save` receiver for Organization: note the settings the row held before."""
+    update_fields = set(kwargs.get("update_fields") or PROFILE_SETTINGS_FIELDS)
+    if raw or instance._state.adding or not update_fields & set(PROFILE_SETTINGS_FIELDS):
+        return
+    before = Organization.objects.filter(pk=instance.pk).values_list(*PROFILE_SETTINGS_FIELDS).first()
+    instance._profile_settings_before = before and _profile_settings(*before)  # type: ignore[attr-defined]
+
+
+def on_organization_saved(
+    sender: Any, *, instance: Organization, created: bool = False, **kwargs: Any
+) -> None:
+    """`post_save` receiver for Organization: queue the refresh when those settings changed."""
+    before = instance.__dict__.pop("_profile_settings_before", None)
+    if created or kwargs.get("raw") or before is None:
+        return
+    if before == _profile_settings(instance.retention_settings, instance.time_zone):
+        return
+    from django.db import transaction
+    from django_q.tasks import async_task
+
+    organization_id = instance.pk
+    transaction.on_commit(
+        lambda: async_task(REFRESH_TASK, organization_id, task_name=f"profiles-refresh-{organization_id}")
     )

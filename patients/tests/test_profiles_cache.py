@@ -377,3 +377,53 @@ def test_a_reader_waiting_for_an_answer_that_fails_elsewhere_computes_it(db):
     assert _computed_once(cache, "probe-fails", lambda: "computed here", 60) == "computed here"
     first.join(10)
     assert len(failures) == 1 and cache.get("probe-fails") == "computed here"
+
+
+# --- the settings profiles depend on ---------------------------------------------------------------
+def _queued_tasks():
+    from django_q.models import OrmQ
+    from django_q.signing import SignedPackage
+
+    return [(task["func"], task["args"]) for task in (SignedPackage.loads(q.payload) for q in OrmQ.objects.all())]
+
+
+def test_changing_the_retention_settings_or_time_zone_queues_a_full_refresh(
+    world, django_capture_on_commit_callbacks
+):
+    from clinics.services import organization_update_retention
+
+    refresh = ("patients.tasks.profiles_refresh_task", (world.org_a.pk,))
+    with django_capture_on_commit_callbacks(execute=True):
+        organization_update_retention(world.org_a, changes={"lapse_soft_days": 45})
+    assert _queued_tasks() == [refresh]
+    with django_capture_on_commit_callbacks(execute=True):
+        world.org_b.time_zone = "Australia/Perth"
+        world.org_b.save()  # as the admin saves: every field
+    assert _queued_tasks() == [refresh, ("patients.tasks.profiles_refresh_task", (world.org_b.pk,))]
+
+
+def test_saving_an_organization_with_the_same_settings_queues_nothing(world, django_capture_on_commit_callbacks):
+    from clinics.services import organization_update_retention
+
+    with django_capture_on_commit_callbacks(execute=True):
+        world.org_a.name = "Harbour Physio & Pilates"
+        world.org_a.save()
+        organization_update_retention(world.org_a, changes={})
+    assert _queued_tasks() == []
+
+
+def test_the_refresh_task_recomputes_every_profile_under_the_new_settings(world, clinics):
+    from clinics.services import organization_update_retention
+    from patients.tasks import profiles_refresh_task
+
+    jane = clinics["jane"]  # last seen 100 days ago
+    with tenant_scope(world.org_a):
+        assert PatientProfile.objects.get(patient=jane).lifecycle_stage == "lapsing"  # 60 <= 100 < 180
+    version, _ = profiles_state(world.org_a.pk)
+    changes = {"lapse_soft_days": 30, "lapse_hard_days": 60, "dormant_days": 90}
+    organization_update_retention(world.org_a, changes=changes)
+    assert profiles_refresh_task(world.org_a.pk) == 2
+    with tenant_scope(world.org_a):
+        assert PatientProfile.objects.get(patient=jane).lifecycle_stage == "dormant"
+    assert profiles_state(world.org_a.pk)[0] > version  # the cached answers follow
+    assert profiles_refresh_task("org_NoSuchClinic") == 0
