@@ -326,14 +326,38 @@ def test_an_expired_profile_is_recomputed_before_it_is_read(world, clinic, api, 
 
 
 
-def test_a_cached_answer_reads_only_the_organization(world, clinic, api, token_for, settings):
+def test_a_cached_answer_reads_nothing_from_the_database(world, clinic, api, token_for, settings):
     token = token_for(world.org_a)
-    listing(api, token, world.org_a, "limit=5")  # computed and cached; the token's user mirrored
+    listing(api, token, world.org_a, "limit=5")  # computed and cached; the user and organization kept
     with CaptureQueriesContext(db) as captured:
         assert len(listing(api, token, world.org_a, "limit=5")["patient_profiles"]) == 5
     sent = data_queries(captured)
-    assert sent[0].startswith('SELECT "clinics_organization"."id"'), sent
-    # With Redis as the cache, nothing in the handler reaches the database: no transaction, no
-    # tenant setting. With the database as the cache its reads do, the tenant set before them.
-    after = [] if settings.REDIS_URL else ["SELECT set_config('app.org_id'"]
-    assert [query[:30] for query in sent[1:]] == after, sent
+    # With Redis as the cache nothing reaches the database: not the organization (remembered for
+    # a moment, clinics.selectors), no transaction, no tenant setting. With the database as the
+    # cache its own reads do, the tenant set before them.
+    expected = [] if settings.REDIS_URL else ["SELECT set_config('app.org_id'"]
+    assert [query[:30] for query in sent] == expected, sent
+
+
+def test_a_lists_total_and_the_data_as_of_are_read_once_per_version(world, clinic, api, token_for):
+    from patients.profiles.cache import profiles_cache_bump
+
+    token = token_for(world.org_a)
+    first = listing(api, token, world.org_a, "limit=2")
+
+    def reads(query):
+        with CaptureQueriesContext(db) as captured:
+            answer = listing(api, token, world.org_a, query)
+        sent = data_queries(captured)
+        counted = any(q.startswith('SELECT COUNT(*) AS "__count"') for q in sent)
+        as_of = any(q.startswith('SELECT MAX("clinics_pmsconnection"."last_successful_sync_at")') for q in sent)
+        return answer, counted, as_of
+
+    # Another page and ordering of the same list: its own answer, but neither read again.
+    other, counted, as_of = reads("limit=2&offset=2&ordering=name")
+    assert other["total"] == first["total"] and other["data_as_of"] == first["data_as_of"]
+    assert other["patient_profiles"] != first["patient_profiles"] and (counted, as_of) == (False, False)
+    _, counted, _ = reads("limit=2&churn_risk=high")  # another list: counted
+    assert counted
+    profiles_cache_bump(world.org_a.pk)  # a new version: both read again
+    assert reads("limit=2&offset=2&ordering=name")[1:] == (True, True)

@@ -57,8 +57,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['host']}:{options['port']}: {exc}") from None
-        self._announce(simulator)
         try:
+            # Announced inside: a Ctrl-C (or a test's SIGINT) that comes as soon as the
+            # announcement is out must still stop the server, whose thread outlives the command.
+            self._announce(simulator)
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
