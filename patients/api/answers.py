@@ -41,12 +41,23 @@ def answer_rendered(
 
     def build() -> bytes:
         key, data, extra = compute()
-        as_of = selectors.organization_data_as_of(organization)
-        return JSONRenderer().render({key: data, **extra, "data_as_of": as_of})
+        return JSONRenderer().render({key: data, **extra, "data_as_of": data_as_of(organization)})
 
-    return cached_answer(
-        organization.pk, name, params, build, refresh_expired=lambda: profiles_refresh_expired(organization)
-    )
+    return _cached(organization, name, params, build)
+
+
+def _cached(organization: Organization, name: str, params: dict[str, Any], compute: Callable[[], Any]) -> Any:
+    def refresh() -> Any:
+        return profiles_refresh_expired(organization, wait=False)
+
+    return cached_answer(organization.pk, name, params, compute, refresh_expired=refresh)
+
+
+def data_as_of(organization: Organization) -> Any:
+    """selectors.organization_data_as_of, once per version: it moves only with a finished sync
+    or a load, which start one, and without a connection it reads every patient."""
+    held = _cached(organization, "data_as_of", {}, lambda: (selectors.organization_data_as_of(organization),))
+    return held[0]
 
 
 def answer_response(organization: Organization, rendered: bytes) -> HttpResponse:
@@ -71,7 +82,8 @@ def profile_page(
 ) -> bytes:
     def compute() -> Computed:
         profiles = selectors.patient_profile_list(organization, filters=filters, ordering=ordering)
-        total = profiles.count()
+        # Counted once per version for every page and ordering of the same filters.
+        total = _cached(organization, "list.total", {"filters": filters}, profiles.count)
         rows = list(profiles[offset : offset + limit]) if offset < total else []
         return (
             "patient_profiles",

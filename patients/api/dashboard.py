@@ -24,9 +24,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from clinics.models import Organization
-from patients import dashboard, selectors
+from patients import dashboard
 from patients.api import reengagement
-from patients.api.answers import answer_rendered, answer_response
+from patients.api.answers import answer_rendered, answer_response, data_as_of
 from patients.api.profiles import ProfileView, _choice
 from patients.kpis import KPI_DEFINITIONS, Period, clinic_kpi_comparison, clinic_kpi_series, clinic_today
 from patients.profiles import profiles_refresh_expired
@@ -193,7 +193,7 @@ def _appointment_events(
     def compute() -> dict[str, Any]:
         return {
             "events": dashboard.appointment_activity(organization, before=before, limit=limit),
-            "data_as_of": selectors.organization_data_as_of(organization),
+            "data_as_of": data_as_of(organization),
         }
 
     params = {
@@ -207,7 +207,7 @@ def _appointment_events(
         "dashboard.activity",
         params,
         compute,
-        refresh_expired=lambda: profiles_refresh_expired(organization),
+        refresh_expired=lambda: profiles_refresh_expired(organization, wait=False),
     )
 
 
@@ -268,7 +268,7 @@ def dashboard_answer(
         "dashboard.first_paint",
         {"activity_limit": activity_limit},
         compose,
-        refresh_expired=lambda: profiles_refresh_expired(organization),
+        refresh_expired=lambda: profiles_refresh_expired(organization, wait=False),
         seconds=LIVE_SYNC_SECONDS,
     )
 

@@ -47,6 +47,7 @@ ORG_MEDIAN_MIN_GAPS = 20
 class RefreshResult:
     patients: int
     seconds: float
+    busy: bool = False  # another refresh of the organization's expired profiles held the lock
 
 
 def _params(organization: Organization, now: datetime, baseline: ProfileBaseline | None) -> dict[str, Any]:
@@ -178,22 +179,31 @@ def profiles_refresh_all(organization: Organization, *, now: datetime | None = N
 EXPIRY_LOCK = 0x5052  # the advisory lock class of expiry refreshes ("PR"), keyed by organization
 
 
-def profiles_refresh_expired(organization: Organization, *, now: datetime | None = None) -> RefreshResult:
-    """Recompute the profiles whose `valid_until` has passed (usually none or a handful)."""
+def profiles_refresh_expired(
+    organization: Organization, *, now: datetime | None = None, wait: bool = True
+) -> RefreshResult:
+    """Recompute the profiles whose `valid_until` has passed (usually none or a handful).
+
+    One refresh at a time per organization, holding its lock until the transaction ends (a
+    caller's, when called inside one). Another caller waits for it and then finds nothing left
+    to recompute; or, with `wait=False` (readers of the answer cache), returns at once with
+    `busy` set and answers from the data as it is: a request that finds a profile expired must
+    not wait for the whole of another request that found it first."""
     now = now or timezone.now()
     with tenant_scope(organization):
-        # One at a time per organization, until the transaction ends: readers that find the
-        # same expiry together wait for the first, then find nothing left to recompute.
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [EXPIRY_LOCK, organization.pk])
+            take = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+            cursor.execute(f"SELECT {take}(%s, hashtext(%s))", [EXPIRY_LOCK, organization.pk])
+            if not wait and not cursor.fetchone()[0]:
+                return RefreshResult(0, 0.0, busy=True)
         expired = list(
             PatientProfile.objects.for_org(organization)
             .filter(valid_until__lte=now)
             .values_list("patient_id", flat=True)
         )
-    if not expired:
-        return RefreshResult(0, 0.0)
-    return profiles_refresh(organization, patient_ids=expired, now=now)
+        if not expired:
+            return RefreshResult(0, 0.0)
+        return profiles_refresh(organization, patient_ids=expired, now=now)
 
 
 # --- following the sync ----------------------------------------------------------------------------

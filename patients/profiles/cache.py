@@ -87,14 +87,16 @@ def cached_answer(
     version, next_expiry = profiles_state(organization_id)
     if version == 0 or _passed(next_expiry):
         # Never recorded (a fresh cache) or a profile expired: make the database right first.
-        # Readers arriving together wait for the first one's refresh (patients.profiles) and
-        # find nothing left to do: only a refresh that recomputed something starts a version,
-        # or ten readers would start ten, each making every answer be computed again.
+        # Only a refresh that recomputed something starts a version (or ten readers arriving
+        # together would start ten, each making every answer be computed again); a reader
+        # that finds another one refreshing answers from the version as it stands, which that
+        # refresh moves once it commits.
         refreshed = refresh_expired()
-        version, next_expiry = profiles_state(organization_id)
-        if version == 0 or getattr(refreshed, "patients", 1) or _passed(next_expiry):
-            _bump(organization_id)
-            version, _ = profiles_state(organization_id)
+        if not getattr(refreshed, "busy", False):
+            version, next_expiry = profiles_state(organization_id)
+            if version == 0 or getattr(refreshed, "patients", 1) or _passed(next_expiry):
+                _bump(organization_id)
+                version, _ = profiles_state(organization_id)
     longest = settings.ANSWER_CACHE_SECONDS
     seconds = longest if seconds is None else min(seconds, longest)
     if seconds <= 0:

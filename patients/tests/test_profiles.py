@@ -283,7 +283,7 @@ def test_a_full_refresh_covers_every_patient_and_the_baseline_fills_in(world):
 
 
 @pytest.mark.django_db(transaction=True)  # two connections, each its own transaction
-def test_readers_finding_one_expiry_together_recompute_it_once(world):
+def test_one_expiry_refresh_at_a_time_others_wait_or_return_busy(world):
     import threading
 
     from django.db import connection, transaction
@@ -293,24 +293,35 @@ def test_readers_finding_one_expiry_together_recompute_it_once(world):
     for n in range(5):
         visit(org, who, days_ago(19 + 14 * n))
     later = profile_of(org, who).valid_until + timedelta(seconds=1)
-    second, entered = [], threading.Event()
+    waited, entered = [], threading.Event()
 
-    def another_reader():
-        entered.set()
+    def elsewhere(**options):
         try:
-            second.append(profiles_refresh_expired(org, now=later).patients)
+            return profiles_refresh_expired(org, now=later, **options)
         finally:
-            connection.close()
+            connection.close()  # this thread's
+
+    def waiting_reader():
+        entered.set()
+        waited.append(elsewhere().patients)
 
     with transaction.atomic():  # the first reader's request, still open
         assert profiles_refresh_expired(org, now=later).patients == 1
-        reader = threading.Thread(target=another_reader)
+        # A reader of the answer cache does not wait for the rest of this request.
+        result = [None]
+        reader = threading.Thread(target=lambda: result.__setitem__(0, elsewhere(wait=False)))
+        reader.start()
+        reader.join(10)
+        assert result[0].busy and result[0].patients == 0
+        # Others wait for the transaction to end...
+        reader = threading.Thread(target=waiting_reader)
         reader.start()
         assert entered.wait(10)
         reader.join(0.5)
-        assert reader.is_alive() and second == []  # waiting for the first one's transaction
+        assert reader.is_alive() and waited == []
     reader.join(10)
-    assert second == [0]  # and then nothing left to recompute
+    assert waited == [0]  # ...and then find nothing left to recompute
+    assert not profiles_refresh_expired(org, now=later, wait=False).busy
 
 
 @pytest.mark.django_db(transaction=True)  # the parts commit on connections of their own

@@ -320,6 +320,18 @@ def test_readers_finding_one_expiry_together_start_one_version(world, clinics):
     assert profiles_state(org)[0] == version + 1
 
 
+def test_a_reader_finding_another_refreshing_answers_from_the_version_as_it_stands(world, clinics):
+    from patients.profiles import RefreshResult
+    from patients.profiles.cache import _EXPIRY, cached_answer
+
+    org = world.org_a.pk
+    profiles_cache_bump(org)
+    version, _ = profiles_state(org)
+    caches["default"].set(_EXPIRY.format(org=org), timezone.now() - timedelta(seconds=1), None)
+    answer = cached_answer(org, "probe", {}, lambda: "answer", refresh_expired=lambda: RefreshResult(0, 0.0, busy=True))
+    assert answer == "answer" and profiles_state(org)[0] == version  # the other refresh moves it
+
+
 def test_an_answer_being_computed_elsewhere_is_waited_for_not_computed_again(db):
     from patients.profiles.cache import COMPUTE_WAIT_SECONDS, _computed_once
 
