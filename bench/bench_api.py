@@ -3,6 +3,7 @@
     python bench/bench_profiles.py --keep          # once: build the dataset (kept afterwards)
     python bench/bench_api.py                      # measure; Redis from REDIS_URL, else PostgreSQL
     python bench/bench_api.py --duration 20 --only profiles_page
+    python bench/bench_api.py --no-uncached --expiry-every 2   # profiles expiring during the runs
 
 The server runs as in production (Dockerfile): uvicorn, one worker per core
 (WEB_CONCURRENCY=2), ROUTIQ_PRODUCTION on, DEBUG off, access log off, Clerk tokens verified
@@ -19,12 +20,14 @@ errors (socket errors and non-2xx answers).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from _server import Server, server_env
 from _server import make_keys as _keys
@@ -64,13 +67,45 @@ def wrk(base: str, path: str, token: str, *, clients: int, seconds: int) -> dict
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def measure(server: Server, token: str, paths: dict[str, str], *, seconds: int) -> dict[str, dict]:
+# Profiles expire all day in a clinic (each upcoming appointment that starts: about every 25 s
+# for the 50,000-patient organization in clinic hours), and each expiry starts a new version of
+# the cached answers. --expiry-every makes them come on a fixed beat during every cached run.
+EXPIRE = """
+from datetime import timedelta
+from django.utils import timezone
+from clinics.rls import tenant_scope
+from patients.models import PatientProfile
+from patients.profiles.cache import profiles_cache_bump
+now = timezone.now()
+with tenant_scope({org!r}):
+    ids = list(PatientProfile.objects.for_org({org!r}).order_by("?").values_list("pk", flat=True)[:{n}])
+    for i, pk in enumerate(ids):
+        moment = now + timedelta(seconds={first} + i * {every})
+        PatientProfile.objects.filter(pk=pk).update(valid_until=moment)
+profiles_cache_bump({org!r})
+"""
+
+
+def schedule_expiries(env: dict[str, str], *, every: float, seconds: int) -> None:
+    """Make one random profile of the big organization expire every `every` seconds from a few
+    seconds from now, for `seconds` (the readers then recompute them, as after a real expiry)."""
+    code = EXPIRE.format(org=BIG_ORG, n=int(seconds / every) + 2, first=4, every=every)
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO_ROOT, env=env, check=True)
+
+
+def measure(
+    server: Server, token: str, paths: dict[str, str], *, seconds: int, expiries: Any = None
+) -> dict[str, dict]:
     results = {}
     for name, path in paths.items():
+        if expiries is not None:
+            expiries()
         for _ in range(3):  # warm: the worker's connections, and the answer when caching
             server.get(token, path)
         results[name] = wrk(server.base, path, token, clients=10, seconds=seconds)
         if name == "profiles_page":
+            if expiries is not None:
+                expiries()
             results[f"{name}@50"] = wrk(server.base, path, token, clients=50, seconds=seconds)
         print(f"  {name:<24} {json.dumps(results[name])}", flush=True)
     return results
@@ -90,6 +125,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--only", action="append", help="scenario names (repeatable)")
     parser.add_argument("--no-uncached", action="store_true", help="skip the cache-off pass")
+    parser.add_argument(
+        "--expiry-every", type=float, default=0, help="a profile expires every this many s (cached runs)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -106,11 +144,17 @@ def main() -> None:
     passes = [("cached", 15 * 60)] + ([] if args.no_uncached else [("uncached", 0)])
     report: dict[str, dict] = {}
     for label, cache_seconds in passes:
-        print(f"== {label} answers (cache: {cache_mode}), 10 clients unless @50, {args.duration} s each")
-        server = Server(server_env(database_url, public_pem, cache_seconds=cache_seconds))
+        every = args.expiry_every if cache_seconds else 0
+        expiring = f", a profile expiring every {every:g} s" if every else ""
+        print(f"== {label} answers (cache: {cache_mode}{expiring}), 10 clients unless @50, {args.duration} s")
+        env = server_env(database_url, public_pem, cache_seconds=cache_seconds)
+        server = Server(env)
+        expiries = (
+            functools.partial(schedule_expiries, env, every=every, seconds=args.duration) if every else None
+        )
         try:
             server.wait(token, next(iter(paths.values())))
-            report[label] = measure(server, token, paths, seconds=args.duration)
+            report[label] = measure(server, token, paths, seconds=args.duration, expiries=expiries)
         finally:
             server.stop()
     print("== summary (targets: p95 <= 50 ms, p99 <= 150 ms at 10 clients; >= 300 rps at 50)")
