@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import time
 from datetime import date, datetime
 from typing import Any
@@ -57,6 +58,9 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['host']}:{options['port']}: {exc}") from None
+        # "Press Ctrl-C to stop" must hold even when started by a process that ignores SIGINT
+        # (an ignored signal is inherited across exec; Python then installs no handler of its own).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             # Announced inside: a Ctrl-C (or a test's SIGINT) that comes as soon as the
             # announcement is out must still stop the server, whose thread outlives the command.

@@ -669,6 +669,9 @@ def test_management_command_serves_until_interrupted():
          "--seed", "3", "--rate-limit", "0", "--api-key", "cli-test-key-au1"],
         cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
+        # Started as from a parent that ignores SIGINT (a background job; the full suite, once):
+        # Ctrl-C must still stop it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         lines = []
