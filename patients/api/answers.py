@@ -43,21 +43,33 @@ def answer_rendered(
         key, data, extra = compute()
         return JSONRenderer().render({key: data, **extra, "data_as_of": data_as_of(organization)})
 
-    return _cached(organization, name, params, build)
+    return answer_cached(organization, name, params, build)
 
 
-def _cached(organization: Organization, name: str, params: dict[str, Any], compute: Callable[[], Any]) -> Any:
+def answer_cached(
+    organization: Organization,
+    name: str,
+    params: dict[str, Any],
+    compute: Callable[[], Any],
+    *,
+    seconds: float | None = None,
+) -> Any:
+    """cached_answer for the organization, its expired profiles recomputed first by a reader
+    that does not wait for another reader's refresh."""
+
     def refresh() -> Any:
         return profiles_refresh_expired(organization, wait=False)
 
-    return cached_answer(organization.pk, name, params, compute, refresh_expired=refresh)
+    return cached_answer(organization.pk, name, params, compute, refresh_expired=refresh, seconds=seconds)
 
 
 def data_as_of(organization: Organization) -> Any:
     """selectors.organization_data_as_of, once per version: it moves only with a finished sync
     or a load, which start one, and without a connection it reads every patient."""
-    held = _cached(organization, "data_as_of", {}, lambda: (selectors.organization_data_as_of(organization),))
-    return held[0]
+    def read() -> tuple[Any]:
+        return (selectors.organization_data_as_of(organization),)  # wrapped: None is an answer too
+
+    return answer_cached(organization, "data_as_of", {}, read)[0]
 
 
 def answer_response(organization: Organization, rendered: bytes) -> HttpResponse:
@@ -83,7 +95,7 @@ def profile_page(
     def compute() -> Computed:
         profiles = selectors.patient_profile_list(organization, filters=filters, ordering=ordering)
         # Counted once per version for every page and ordering of the same filters.
-        total = _cached(organization, "list.total", {"filters": filters}, profiles.count)
+        total = answer_cached(organization, "list.total", {"filters": filters}, profiles.count)
         rows = list(profiles[offset : offset + limit]) if offset < total else []
         return (
             "patient_profiles",

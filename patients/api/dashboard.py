@@ -26,11 +26,9 @@ from rest_framework.response import Response
 from clinics.models import Organization
 from patients import dashboard
 from patients.api import reengagement
-from patients.api.answers import answer_rendered, answer_response, data_as_of
+from patients.api.answers import answer_cached, answer_rendered, answer_response, data_as_of
 from patients.api.profiles import ProfileView, _choice
 from patients.kpis import KPI_DEFINITIONS, Period, clinic_kpi_comparison, clinic_kpi_series, clinic_today
-from patients.profiles import profiles_refresh_expired
-from patients.profiles.cache import cached_answer
 from routiq.api.errors import ValidationFailed
 from routiq.api.pagination import integer_parameter, invalid, query_datetime, query_integer
 from routiq.api.schema import ORG_SCOPED_ERRORS, error_responses
@@ -202,13 +200,7 @@ def _appointment_events(
         "time_zone": organization.time_zone,
         "late_hours": organization.retention.late_cancellation_hours,
     }
-    return cached_answer(
-        organization.pk,
-        "dashboard.activity",
-        params,
-        compute,
-        refresh_expired=lambda: profiles_refresh_expired(organization, wait=False),
-    )
+    return answer_cached(organization, "dashboard.activity", params, compute)
 
 
 def activity_page(
@@ -263,14 +255,8 @@ def dashboard_answer(
         del activity["data_as_of"]  # the summary's is the same
         return _merged(activity, dashboard_summary_answer(organization, shared=False))
 
-    return cached_answer(
-        organization.pk,
-        "dashboard.first_paint",
-        {"activity_limit": activity_limit},
-        compose,
-        refresh_expired=lambda: profiles_refresh_expired(organization, wait=False),
-        seconds=LIVE_SYNC_SECONDS,
-    )
+    params = {"activity_limit": activity_limit}
+    return answer_cached(organization, "dashboard.first_paint", params, compose, seconds=LIVE_SYNC_SECONDS)
 
 
 # --- the same, declared for the OpenAPI schema ---------------------------------------------------

@@ -123,16 +123,18 @@ def _computed_once(cache: Any, key: str, compute: Callable[[], Any], seconds: fl
     version: every screen of the clinic asks again at once), wait for theirs instead of
     computing it alongside on the same cores. With Redis only: the database cache's entries
     are written inside the request's transaction, invisible to the others until it commits."""
-    if not isinstance(cache, RedisCache):
+
+    def computed_here() -> Any:
         answer = compute()
         cache.set(key, answer, seconds)
         return answer
+
+    if not isinstance(cache, RedisCache):
+        return computed_here()
     claim = f"{key}:computing"
     if cache.add(claim, 1, int(COMPUTE_WAIT_SECONDS) + 1):
         try:
-            answer = compute()
-            cache.set(key, answer, seconds)
-            return answer
+            return computed_here()
         finally:
             cache.delete(claim)
     deadline = time.monotonic() + COMPUTE_WAIT_SECONDS
@@ -145,6 +147,4 @@ def _computed_once(cache: Any, key: str, compute: Callable[[], Any], seconds: fl
             return answer
         if cache.get(claim) is None:  # the other one failed: compute it here
             break
-    answer = compute()
-    cache.set(key, answer, seconds)
-    return answer
+    return computed_here()
