@@ -34,16 +34,22 @@ Computed = tuple[str, Any, dict[str, Any]]
 
 
 def answer_rendered(
-    organization: Organization, name: str, params: dict[str, Any], compute: Callable[[], Computed]
+    organization: Organization,
+    name: str,
+    params: dict[str, Any],
+    compute: Callable[[], Computed],
+    *,
+    data_only: bool = False,
 ) -> bytes:
     """The answer to (name, params) as JSON bytes, with `data_as_of`; from the cache when the
-    organization's data has not changed since it was computed."""
+    organization's data has not changed since it was computed (`data_only`: see
+    answer_cached)."""
 
     def build() -> bytes:
         key, data, extra = compute()
         return JSONRenderer().render({key: data, **extra, "data_as_of": data_as_of(organization)})
 
-    return answer_cached(organization, name, params, build)
+    return answer_cached(organization, name, params, build, data_only=data_only)
 
 
 def answer_cached(
@@ -53,23 +59,29 @@ def answer_cached(
     compute: Callable[[], Any],
     *,
     seconds: float | None = None,
+    data_only: bool = False,
 ) -> Any:
     """cached_answer for the organization, its expired profiles recomputed first by a reader
-    that does not wait for another reader's refresh."""
+    that does not wait for another reader's refresh. `data_only`: an answer that reads no
+    profile (appointments, invoices, patients, settings), which a profile's expiry leaves
+    as it is."""
 
     def refresh() -> Any:
         return profiles_refresh_expired(organization, wait=False)
 
-    return cached_answer(organization.pk, name, params, compute, refresh_expired=refresh, seconds=seconds)
+    return cached_answer(
+        organization.pk, name, params, compute, refresh_expired=refresh, seconds=seconds, data_only=data_only
+    )
 
 
 def data_as_of(organization: Organization) -> Any:
     """selectors.organization_data_as_of, once per version: it moves only with a finished sync
     or a load, which start one, and without a connection it reads every patient."""
+
     def read() -> tuple[Any]:
         return (selectors.organization_data_as_of(organization),)  # wrapped: None is an answer too
 
-    return answer_cached(organization, "data_as_of", {}, read)[0]
+    return answer_cached(organization, "data_as_of", {}, read, data_only=True)[0]
 
 
 def answer_response(organization: Organization, rendered: bytes) -> HttpResponse:

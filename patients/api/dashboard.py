@@ -94,7 +94,7 @@ def dashboard_analytics_answer(organization: Organization, *, timeframe: str = D
         return "analytics", {**analytics, "definitions": KPI_DEFINITIONS}, {}
 
     params = _day_params(organization, now, timeframe=timeframe)
-    return answer_rendered(organization, "dashboard.analytics", params, compute)
+    return answer_rendered(organization, "dashboard.analytics", params, compute, data_only=True)
 
 
 def dashboard_charts_answer(organization: Organization, *, timeframe: str = DEFAULT_TIMEFRAME) -> bytes:
@@ -113,7 +113,7 @@ def dashboard_charts_answer(organization: Organization, *, timeframe: str = DEFA
         return "charts", charts, {}
 
     params = _day_params(organization, now, timeframe=timeframe)
-    return answer_rendered(organization, "dashboard.charts", params, compute)
+    return answer_rendered(organization, "dashboard.charts", params, compute, data_only=True)
 
 
 # --- the summary -------------------------------------------------------------------------------------
@@ -200,7 +200,7 @@ def _appointment_events(
         "time_zone": organization.time_zone,
         "late_hours": organization.retention.late_cancellation_hours,
     }
-    return answer_cached(organization, "dashboard.activity", params, compute)
+    return answer_cached(organization, "dashboard.activity", params, compute, data_only=True)
 
 
 def activity_page(

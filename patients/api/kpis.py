@@ -108,7 +108,7 @@ def kpis_answer(
         "time_zone": organization.time_zone,
         "currency": organization.currency,
     }
-    return answer_rendered(organization, "analytics.kpis", params, compute)
+    return answer_rendered(organization, "analytics.kpis", params, compute, data_only=True)
 
 
 # --- the same, declared for the OpenAPI schema ---------------------------------------------------

@@ -86,9 +86,14 @@ PARALLEL_MIN_PATIENTS = 10_000
 
 
 def profiles_refresh(
-    organization: Organization, *, patient_ids: list[int] | None = None, now: datetime | None = None
+    organization: Organization,
+    *,
+    patient_ids: list[int] | None = None,
+    now: datetime | None = None,
+    expired_only: bool = False,
 ) -> RefreshResult:
-    """Recompute the profiles of `patient_ids` (all patients when None) as of `now`.
+    """Recompute the profiles of `patient_ids` (all patients when None) as of `now`;
+    `expired_only`: because they expired, nothing they are computed from having changed.
 
     In parts (see PARALLEL_MIN_PATIENTS), each part commits on its own; a patient created
     while they run is left to the refresh its sync asks for."""
@@ -113,7 +118,7 @@ def profiles_refresh(
     with tenant_scope(organization):
         if patient_ids is None:
             table_statistics_refresh(PatientProfile)
-        profiles_changed(organization.pk)
+        profiles_changed(organization.pk, data=not expired_only)
     return RefreshResult(count, time.perf_counter() - started)
 
 
@@ -203,7 +208,7 @@ def profiles_refresh_expired(
         )
         if not expired:
             return RefreshResult(0, 0.0)
-        return profiles_refresh(organization, patient_ids=expired, now=now)
+        return profiles_refresh(organization, patient_ids=expired, now=now, expired_only=True)
 
 
 # --- following the sync ----------------------------------------------------------------------------

@@ -5,6 +5,13 @@ of its profiles expires (the earliest `valid_until`). A reader takes both in one
 trip: past that moment, it recomputes the expired profiles first (which bumps the version);
 otherwise an answer cached under the current version is still exactly what the database would
 say. Nothing is ever invalidated by hand: old versions simply stop being asked for and expire.
+
+A second number, the data version, moves with every change but a profile's expiry. Answers that
+read no profile (the KPIs, charts, activity and the data's as-of time: appointments, invoices,
+patients and the settings) are keyed by it, so the expiries that come all day in a busy clinic,
+each of which starts a profile version, do not make them be computed again; like every answer,
+they are kept for at most ANSWER_CACHE_SECONDS, which bounds how far behind the clock (a visit
+counted as attended once it starts) they can be.
 """
 
 from __future__ import annotations
@@ -26,18 +33,20 @@ from patients.models import PatientProfile
 ANSWER_FORMAT = "json1"
 _VERSION = "profiles:{org}:version"
 _EXPIRY = "profiles:{org}:next_expiry"
+_DATA_VERSION = "profiles:{org}:data_version"
 
 
 def _cache() -> Any:
     return caches["default"]
 
 
-def profiles_changed(organization_id: str) -> None:
+def profiles_changed(organization_id: str, *, data: bool = True) -> None:
     """Call after the organization's profiles changed (inside or outside a transaction: it is
-    done once the transaction commits, so no reader caches what could still roll back)."""
+    done once the transaction commits, so no reader caches what could still roll back).
+    `data=False`: only because some expired (nothing they are computed from changed)."""
     from django.db import transaction
 
-    transaction.on_commit(lambda: _bump(organization_id))
+    transaction.on_commit(lambda: _bump(organization_id, data=data))
 
 
 def profiles_cache_bump(organization_id: str) -> None:
@@ -45,7 +54,7 @@ def profiles_cache_bump(organization_id: str) -> None:
     _bump(organization_id)
 
 
-def _bump(organization_id: str) -> None:
+def _bump(organization_id: str, *, data: bool = True) -> None:
     from clinics.rls import tenant_scope
 
     cache = _cache()
@@ -57,20 +66,36 @@ def _bump(organization_id: str) -> None:
             .values_list("valid_until", flat=True)
             .first()
         )
-    version_key = _VERSION.format(org=organization_id)
-    if not cache.add(version_key, 1, None):
-        try:
-            cache.incr(version_key)
-        except ValueError:
-            cache.set(version_key, 1, None)
+    version = _incremented(cache, _VERSION.format(org=organization_id), start=1)
+    if data:
+        # Started from the profile version: a data version lost from the cache does not start
+        # again at numbers whose answers may still be kept.
+        _incremented(cache, _DATA_VERSION.format(org=organization_id), start=version)
     cache.set(_EXPIRY.format(org=organization_id), next_expiry, None)
+
+
+def _incremented(cache: Any, key: str, *, start: int) -> int:
+    if cache.add(key, start, None):
+        return start
+    try:
+        return cache.incr(key)
+    except ValueError:  # gone between the two
+        cache.set(key, start, None)
+        return start
 
 
 def profiles_state(organization_id: str) -> tuple[int, datetime | None]:
     """(version, next expiry) in one round trip; version 0 when nothing was recorded yet."""
-    keys = [_VERSION.format(org=organization_id), _EXPIRY.format(org=organization_id)]
-    found = _cache().get_many(keys)
-    return int(found.get(keys[0]) or 0), found.get(keys[1])
+    version, next_expiry, _ = _state(organization_id)
+    return version, next_expiry
+
+
+def _state(organization_id: str) -> tuple[int, datetime | None, int | None]:
+    """(version, next expiry, data version) in one round trip."""
+    keys = [_VERSION, _EXPIRY, _DATA_VERSION]
+    found = _cache().get_many([key.format(org=organization_id) for key in keys])
+    version, next_expiry, data_version = (found.get(key.format(org=organization_id)) for key in keys)
+    return int(version or 0), next_expiry, None if data_version is None else int(data_version)
 
 
 def cached_answer(
@@ -81,28 +106,36 @@ def cached_answer(
     *,
     refresh_expired: Callable[[], Any],
     seconds: float | None = None,
+    data_only: bool = False,
 ) -> Any:
     """The answer to (name, params) for the organization's profiles as they are now, kept for
-    ANSWER_CACHE_SECONDS (or `seconds`, when shorter)."""
-    version, next_expiry = profiles_state(organization_id)
-    if version == 0 or _passed(next_expiry):
-        # Never recorded (a fresh cache) or a profile expired: make the database right first.
-        # Only a refresh that recomputed something starts a version (or ten readers arriving
-        # together would start ten, each making every answer be computed again); a reader
-        # that finds another one refreshing answers from the version as it stands, which that
-        # refresh moves once it commits.
+    ANSWER_CACHE_SECONDS (or `seconds`, when shorter). `data_only`: the answer reads no
+    profile; it is keyed by the data version and needs no expired profile recomputed."""
+    version, next_expiry, data_version = _state(organization_id)
+    if version == 0:
+        # Never recorded (a fresh cache): make the database right first, then start one.
+        refresh_expired()
+        _bump(organization_id)
+        version, next_expiry, data_version = _state(organization_id)
+    elif _passed(next_expiry) and not data_only:
+        # A profile expired. Only a refresh that recomputed something starts a version (or ten
+        # readers arriving together would start ten, each making every answer be computed
+        # again); a reader that finds another one refreshing answers from the version as it
+        # stands, which that refresh moves once it commits.
         refreshed = refresh_expired()
         if not getattr(refreshed, "busy", False):
-            version, next_expiry = profiles_state(organization_id)
-            if version == 0 or getattr(refreshed, "patients", 1) or _passed(next_expiry):
-                _bump(organization_id)
-                version, _ = profiles_state(organization_id)
+            version, next_expiry, _ = _state(organization_id)
+            if getattr(refreshed, "patients", 1) or _passed(next_expiry):
+                _bump(organization_id, data=False)
+                version, _, data_version = _state(organization_id)
     longest = settings.ANSWER_CACHE_SECONDS
     seconds = longest if seconds is None else min(seconds, longest)
     if seconds <= 0:
         return compute()
+    # Without a data version (lost from the cache) the profile version stands in: a newer one.
+    stamp = f"d{data_version}" if data_only and data_version is not None else f"v{version}"
     digest = hashlib.sha256(repr(sorted(params.items())).encode()).hexdigest()[:32]
-    key = f"profiles:{organization_id}:v{version}:{ANSWER_FORMAT}:{name}:{digest}"
+    key = f"profiles:{organization_id}:{stamp}:{ANSWER_FORMAT}:{name}:{digest}"
     cache = _cache()
     answer = cache.get(key)
     if answer is None:

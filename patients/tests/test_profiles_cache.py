@@ -266,7 +266,9 @@ def test_a_new_organization_is_warmed_by_the_job_queue(django_capture_on_commit_
 
     cache.clear()
     assert set(answers_warm_task(organization.pk)) >= {"profiles_page", "profiles_summary"}
-    with mock.patch.object(answers.selectors, "patient_profile_summary", side_effect=AssertionError("computed")):
+    with mock.patch.object(
+        answers.selectors, "patient_profile_summary", side_effect=AssertionError("computed")
+    ):
         summary = json.loads(answers.profile_summary(organization))  # served as warmed
     assert summary["summary"]["total_patients"] == 0
     assert answers_warm_task("org_NoSuchClinic") == []
@@ -295,7 +297,9 @@ def test_warming_under_row_level_security_caches_the_clinics_real_figures(world,
     finally:
         with db.cursor() as cursor:
             cursor.execute("RESET ROLE")
-    with mock.patch.object(answers.selectors, "patient_profile_summary", side_effect=AssertionError("computed")):
+    with mock.patch.object(
+        answers.selectors, "patient_profile_summary", side_effect=AssertionError("computed")
+    ):
         summary = json.loads(answers.profile_summary(world.org_a))  # the warmed answer
     assert summary["summary"]["total_patients"] == 2
 
@@ -328,8 +332,123 @@ def test_a_reader_finding_another_refreshing_answers_from_the_version_as_it_stan
     profiles_cache_bump(org)
     version, _ = profiles_state(org)
     caches["default"].set(_EXPIRY.format(org=org), timezone.now() - timedelta(seconds=1), None)
-    answer = cached_answer(org, "probe", {}, lambda: "answer", refresh_expired=lambda: RefreshResult(0, 0.0, busy=True))
+    answer = cached_answer(
+        org, "probe", {}, lambda: "answer", refresh_expired=lambda: RefreshResult(0, 0.0, busy=True)
+    )
     assert answer == "answer" and profiles_state(org)[0] == version  # the other refresh moves it
+
+
+# --- answers that read no profile: the data version ------------------------------------------------
+def _counting(answers_made):
+    def compute():
+        answers_made.append(1)
+        return f"answer {len(answers_made)}"
+
+    return compute
+
+
+def _expire_now(org_id):
+    from patients.profiles.cache import _EXPIRY
+
+    caches["default"].set(_EXPIRY.format(org=org_id), timezone.now() - timedelta(seconds=1), None)
+
+
+def test_an_expiry_moves_the_profile_answers_but_not_those_that_read_no_profile(world, clinics):
+    from patients.profiles import RefreshResult
+    from patients.profiles.cache import cached_answer
+
+    org = world.org_a.pk
+    profiles_cache_bump(org)
+    profile_made, data_made = [], []
+
+    def read_both(refresh):
+        return (
+            cached_answer(org, "profiles", {}, _counting(profile_made), refresh_expired=refresh),
+            cached_answer(org, "kpis", {}, _counting(data_made), refresh_expired=refresh, data_only=True),
+        )
+
+    assert read_both(lambda: RefreshResult(0, 0.0)) == ("answer 1", "answer 1")
+    _expire_now(org)
+    refreshes = []
+    # One profile recomputed by the first reader: the profile answers start again, the KPIs not.
+    assert read_both(lambda: refreshes.append(1) or RefreshResult(1, 0.0)) == ("answer 2", "answer 1")
+    assert refreshes == [1]  # the data-only read did not refresh the expired profiles
+    profiles_cache_bump(org)  # a data change (a sync's refresh, a load): both
+    assert read_both(lambda: RefreshResult(0, 0.0)) == ("answer 3", "answer 2")
+
+
+def test_an_expiry_refresh_moves_only_the_profile_version(world, clinics, django_capture_on_commit_callbacks):
+    from patients.profiles import profiles_refresh_expired
+    from patients.profiles.cache import _state
+
+    org = world.org_a
+    profiles_cache_bump(org.pk)
+    version, _, data_version = _state(org.pk)
+    with tenant_scope(org):
+        PatientProfile.objects.filter(patient=clinics["jane"]).update(
+            valid_until=timezone.now() - timedelta(seconds=1)
+        )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert profiles_refresh_expired(org).patients == 1
+    assert _state(org.pk)[0] == version + 1 and _state(org.pk)[2] == data_version
+    with django_capture_on_commit_callbacks(execute=True):
+        profiles_refresh(org, patient_ids=[clinics["jane"].pk])  # what a sync asks for
+    assert _state(org.pk)[0] == version + 2 and _state(org.pk)[2] > data_version
+
+
+def test_without_a_data_version_the_profile_version_keys_the_answer(world, clinics):
+    from patients.profiles import RefreshResult
+    from patients.profiles.cache import _DATA_VERSION, _state, cached_answer
+
+    org = world.org_a.pk
+    profiles_cache_bump(org)
+    caches["default"].delete(_DATA_VERSION.format(org=org))  # lost from the cache
+    made = []
+
+    def read():
+        return cached_answer(
+            org, "kpis", {}, _counting(made), refresh_expired=lambda: RefreshResult(0, 0.0), data_only=True
+        )
+
+    assert read() == "answer 1" and read() == "answer 1"
+    profiles_cache_bump(org)
+    version, _, data_version = _state(org)
+    # Started again from the profile version, beyond any number it held before.
+    assert data_version == version
+    assert read() == "answer 2"
+
+
+def test_the_kpis_follow_a_sync_but_not_an_expiry(world, clinics, api, token_for):
+    token = token_for(world.org_a)
+    org = world.org_a
+
+    def kpis():
+        response = api("get", f"/api/v1/analytics/{org.pk}/kpis", token)
+        assert response.status_code == 200, response.content
+        return json.loads(response.content)["kpis"]
+
+    first = kpis()
+    with tenant_scope(org):
+        baker.make(
+            Appointment,
+            organization=org,
+            pms="cliniko",
+            external_id="today",
+            patient=clinics["jane"],
+            starts_at=timezone.now() - timedelta(hours=1),
+            ends_at=timezone.now() - timedelta(minutes=30),
+            patient_arrived=True,
+        )
+        PatientProfile.objects.filter(patient=clinics["jane"]).update(
+            valid_until=timezone.now() - timedelta(seconds=1)
+        )
+    _expire_now(org.pk)
+    # An expiry: the profile is recomputed by its reader and shows the visit; the KPIs are kept.
+    profile = _get(api, token, org, f"/{clinics['jane'].pk}")["profile"]
+    assert profile["attended_count"] == 3
+    assert kpis() == first
+    profiles_cache_bump(org.pk)  # what the sync that brought the visit does once it commits
+    assert kpis()["current"]["attended"] == first["current"]["attended"] + 1
 
 
 def test_an_answer_being_computed_elsewhere_is_waited_for_not_computed_again(db):
@@ -396,7 +515,9 @@ def _queued_tasks():
     from django_q.models import OrmQ
     from django_q.signing import SignedPackage
 
-    return [(task["func"], task["args"]) for task in (SignedPackage.loads(q.payload) for q in OrmQ.objects.all())]
+    return [
+        (task["func"], task["args"]) for task in (SignedPackage.loads(q.payload) for q in OrmQ.objects.all())
+    ]
 
 
 def test_changing_the_retention_settings_or_time_zone_queues_a_full_refresh(
@@ -414,7 +535,9 @@ def test_changing_the_retention_settings_or_time_zone_queues_a_full_refresh(
     assert _queued_tasks() == [refresh, ("patients.tasks.profiles_refresh_task", (world.org_b.pk,))]
 
 
-def test_saving_an_organization_with_the_same_settings_queues_nothing(world, django_capture_on_commit_callbacks):
+def test_saving_an_organization_with_the_same_settings_queues_nothing(
+    world, django_capture_on_commit_callbacks
+):
     from clinics.services import organization_update_retention
 
     with django_capture_on_commit_callbacks(execute=True):
