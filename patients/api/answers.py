@@ -106,8 +106,16 @@ def profile_page(
 ) -> bytes:
     def compute() -> Computed:
         profiles = selectors.patient_profile_list(organization, filters=filters, ordering=ordering)
-        # Counted once per version for every page and ordering of the same filters.
-        total = answer_cached(organization, "list.total", {"filters": filters}, profiles.count)
+        # Counted once per version for every page and ordering of the same filters; by the data
+        # version when only a search narrows the list: it matches the patients' own fields, and
+        # an expiry recomputes profiles but adds or removes none.
+        total = answer_cached(
+            organization,
+            "list.total",
+            {"filters": filters},
+            profiles.count,
+            data_only=filters == selectors.ProfileFilters(search=filters.search),
+        )
         rows = list(profiles[offset : offset + limit]) if offset < total else []
         return (
             "patient_profiles",

@@ -325,7 +325,6 @@ def test_an_expired_profile_is_recomputed_before_it_is_read(world, clinic, api, 
     assert profile["lifecycle_stage"] == "active"
 
 
-
 def test_a_cached_answer_reads_nothing_from_the_database(world, clinic, api, token_for, settings):
     token = token_for(world.org_a)
     listing(api, token, world.org_a, "limit=5")  # computed and cached; the user and organization kept
@@ -350,7 +349,9 @@ def test_a_lists_total_and_the_data_as_of_are_read_once_per_version(world, clini
             answer = listing(api, token, world.org_a, query)
         sent = data_queries(captured)
         counted = any(q.startswith('SELECT COUNT(*) AS "__count"') for q in sent)
-        as_of = any(q.startswith('SELECT MAX("clinics_pmsconnection"."last_successful_sync_at")') for q in sent)
+        as_of = any(
+            q.startswith('SELECT MAX("clinics_pmsconnection"."last_successful_sync_at")') for q in sent
+        )
         return answer, counted, as_of
 
     # Another page and ordering of the same list: its own answer, but neither read again.
@@ -361,3 +362,26 @@ def test_a_lists_total_and_the_data_as_of_are_read_once_per_version(world, clini
     assert counted
     profiles_cache_bump(world.org_a.pk)  # a new version: both read again
     assert reads("limit=2&offset=2&ordering=name")[1:] == (True, True)
+
+
+def test_an_expiry_recounts_a_filtered_list_but_not_a_searched_one(
+    world, clinic, api, token_for, django_capture_on_commit_callbacks
+):
+    from patients.profiles import profiles_refresh_expired
+
+    token = token_for(world.org_a)
+    searched, filtered = "limit=2&search=citizen", "limit=2&churn_risk=high"
+
+    def counted(query):
+        with CaptureQueriesContext(db) as captured:
+            listing(api, token, world.org_a, query)
+        return any(q.startswith('SELECT COUNT(*) AS "__count"') for q in data_queries(captured))
+
+    assert counted(searched) and counted(filtered)
+    with tenant_scope(world.org_a):
+        PatientProfile.objects.filter(pk=PatientProfile.objects.first().pk).update(valid_until=timezone.now())
+    with django_capture_on_commit_callbacks(execute=True):
+        assert profiles_refresh_expired(world.org_a).patients == 1  # a new profile version
+    # Another page, so the page itself is computed again under the new version.
+    assert not counted(searched + "&offset=1")  # who matches a search moved with no expiry
+    assert counted(filtered + "&offset=1")  # who is at high risk may have
