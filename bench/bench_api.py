@@ -82,7 +82,7 @@ with tenant_scope({org!r}):
     for i, pk in enumerate(ids):
         moment = now + timedelta(seconds={first} + i * {every})
         PatientProfile.objects.filter(pk=pk).update(valid_until=moment)
-profiles_cache_bump({org!r})
+profiles_cache_bump({org!r}, data=False)  # only their expiry times: the data is as it was
 """
 
 

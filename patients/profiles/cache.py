@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -49,29 +49,49 @@ def profiles_changed(organization_id: str, *, data: bool = True) -> None:
     transaction.on_commit(lambda: _bump(organization_id, data=data))
 
 
-def profiles_cache_bump(organization_id: str) -> None:
-    """Start a new version now (operators and tests that changed rows directly)."""
-    _bump(organization_id)
+def profiles_cache_bump(organization_id: str, *, data: bool = True) -> None:
+    """Start a new version now (operators and tests that changed rows directly; `data=False`:
+    only profiles' expiry times)."""
+    _bump(organization_id, data=data)
+
+
+# How soon the expiry is looked at again after a reader's refresh, in case its transaction
+# rolls back (once it commits, the new version records the real next one).
+EXPIRY_RECHECK_SECONDS = 5
 
 
 def _bump(organization_id: str, *, data: bool = True) -> None:
-    from clinics.rls import tenant_scope
-
     cache = _cache()
-    with tenant_scope(organization_id):
-        next_expiry = (
-            PatientProfile.objects.for_org(organization_id)
-            .filter(valid_until__isnull=False)
-            .order_by("valid_until")
-            .values_list("valid_until", flat=True)
-            .first()
-        )
+    next_expiry = _next_expiry(organization_id)
     version = _incremented(cache, _VERSION.format(org=organization_id), start=1)
     if data:
         # Started from the profile version: a data version lost from the cache does not start
         # again at numbers whose answers may still be kept.
         _incremented(cache, _DATA_VERSION.format(org=organization_id), start=version)
     cache.set(_EXPIRY.format(org=organization_id), next_expiry, None)
+
+
+def _expiry_recheck(organization_id: str) -> None:
+    """Record the next expiry as this connection sees it, or EXPIRY_RECHECK_SECONDS from now
+    when sooner."""
+    soon = timezone.now() + timedelta(seconds=EXPIRY_RECHECK_SECONDS)
+    next_expiry = _next_expiry(organization_id)
+    _cache().set(
+        _EXPIRY.format(org=organization_id), soon if next_expiry is None else min(next_expiry, soon), None
+    )
+
+
+def _next_expiry(organization_id: str) -> datetime | None:
+    from clinics.rls import tenant_scope
+
+    with tenant_scope(organization_id):
+        return (
+            PatientProfile.objects.for_org(organization_id)
+            .filter(valid_until__isnull=False)
+            .order_by("valid_until")
+            .values_list("valid_until", flat=True)
+            .first()
+        )
 
 
 def _incremented(cache: Any, key: str, *, start: int) -> int:
@@ -118,16 +138,20 @@ def cached_answer(
         _bump(organization_id)
         version, next_expiry, data_version = _state(organization_id)
     elif _passed(next_expiry) and not data_only:
-        # A profile expired. Only a refresh that recomputed something starts a version (or ten
-        # readers arriving together would start ten, each making every answer be computed
-        # again); a reader that finds another one refreshing answers from the version as it
-        # stands, which that refresh moves once it commits.
+        # A profile expired: this reader recomputes it. The refresh starts a version once its
+        # transaction commits (at once outside one): one per expiry, however many readers
+        # find it. Until then the version as it stands answers the others, and the expiry
+        # recorded is the next one this reader sees, so that they do not try too (one that
+        # does anyway, finding the refresh's lock held, is told `busy` and answers the same).
         refreshed = refresh_expired()
         if not getattr(refreshed, "busy", False):
-            version, next_expiry, _ = _state(organization_id)
-            if getattr(refreshed, "patients", 1) or _passed(next_expiry):
-                _bump(organization_id, data=False)
-                version, _, data_version = _state(organization_id)
+            _expiry_recheck(organization_id)
+            before = version
+            version, next_expiry, data_version = _state(organization_id)
+            if getattr(refreshed, "patients", 0) and version == before:
+                # Its own answer from what it just recomputed, kept by nobody: the version
+                # its commit starts will have it.
+                return compute()
     longest = settings.ANSWER_CACHE_SECONDS
     seconds = longest if seconds is None else min(seconds, longest)
     if seconds <= 0:

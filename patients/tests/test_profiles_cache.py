@@ -338,6 +338,36 @@ def test_a_reader_finding_another_refreshing_answers_from_the_version_as_it_stan
     assert answer == "answer" and profiles_state(org)[0] == version  # the other refresh moves it
 
 
+def test_a_readers_expiry_refresh_starts_one_version_when_it_commits(
+    world, clinics, django_capture_on_commit_callbacks
+):
+    from patients.api.answers import answer_cached
+
+    org = world.org_a
+    profiles_cache_bump(org.pk)
+    version, _ = profiles_state(org.pk)
+    with tenant_scope(org):
+        PatientProfile.objects.filter(patient=clinics["jane"]).update(
+            valid_until=timezone.now() - timedelta(seconds=1)
+        )
+    _expire_now(org.pk)
+    made = []
+    with django_capture_on_commit_callbacks(execute=False) as pending:
+        # The reader that finds the expiry answers from what it recomputed, and keeps nothing.
+        assert answer_cached(org, "probe", {}, _counting(made)) == "answer 1"
+        assert profiles_state(org.pk)[0] == version  # not before its commit
+        _, next_expiry = profiles_state(org.pk)
+        assert next_expiry > timezone.now()  # the others do not try again meanwhile
+        assert answer_cached(org, "probe", {}, _counting(made)) == "answer 2"  # kept under `version`
+        assert answer_cached(org, "probe", {}, _counting(made)) == "answer 2"
+    for callback in pending:
+        callback()
+    assert profiles_state(org.pk)[0] == version + 1  # one version for the expiry
+    assert answer_cached(org, "probe", {}, _counting(made)) == "answer 3"
+    with tenant_scope(org):
+        assert PatientProfile.objects.get(patient=clinics["jane"]).valid_until > timezone.now()
+
+
 # --- answers that read no profile: the data version ------------------------------------------------
 def _counting(answers_made):
     def compute():
