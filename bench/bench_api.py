@@ -7,7 +7,8 @@
 
 The server runs as in production (Dockerfile): uvicorn, one worker per core
 (WEB_CONCURRENCY=2), ROUTIQ_PRODUCTION on, DEBUG off, access log off, Clerk tokens verified
-against a PEM key made here (RS256, as Clerk signs). Every client sends requests back to back
+against a PEM key made here (RS256, as Clerk signs), connected as the application role (row-level
+security applies). Every client sends requests back to back
 (wrk's closed loop) with a valid token of an admin of the big organization. The rate limits are
 raised for the run, not removed: their counters are still taken on every request.
 
@@ -109,6 +110,22 @@ def vacuum(database_url: str) -> None:
             connection.execute(f"VACUUM (ANALYZE) {table}")
 
 
+def as_application_role(database_url: str) -> str:
+    """The URL the server connects with, as the product does (routiq.db_roles): the application
+    role, neither owner nor superuser, so that every row-level security policy applies and costs
+    what it costs in production (a superuser bypasses them). Provisioned here as the superuser."""
+    import psycopg
+
+    sys.path.insert(0, str(REPO_ROOT))
+    from routiq import db_roles
+
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        for statement in db_roles.cluster_sql(database=DATABASE) + db_roles.database_sql():
+            connection.execute(statement)
+    scheme, rest = database_url.split("://", 1)
+    return f"{scheme}://{db_roles.APP_ROLE}@{rest.split('@', 1)[1]}"
+
+
 def measure(
     server: Server, token: str, paths: dict[str, str], *, seconds: int, expiries: Any = None
 ) -> dict[str, dict]:
@@ -154,6 +171,7 @@ def main() -> None:
         [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO_ROOT, env=migrate_env, check=True
     )
     vacuum(database_url)
+    app_url = as_application_role(database_url)
     private_pem, public_pem = _keys()
     token = _token(private_pem, BIG_ORG)
     paths = {k: v for k, v in scenarios(BIG_ORG).items() if not args.only or k in args.only}
@@ -164,7 +182,7 @@ def main() -> None:
         every = args.expiry_every if cache_seconds else 0
         expiring = f", a profile expiring every {every:g} s" if every else ""
         print(f"== {label} answers (cache: {cache_mode}{expiring}), 10 clients unless @50, {args.duration} s")
-        env = server_env(database_url, public_pem, cache_seconds=cache_seconds)
+        env = server_env(app_url, public_pem, cache_seconds=cache_seconds)
         server = Server(env)
         expiries = (
             functools.partial(schedule_expiries, env, every=every, seconds=args.duration) if every else None
