@@ -165,8 +165,16 @@ def dashboard_summary_answer(organization: Organization, *, shared: bool = True)
         profiles = json.loads(reengagement.dashboard_summary_answer(organization))["summary"]
         analytics = json.loads(dashboard_analytics_answer(organization, timeframe=SUMMARY_TIMEFRAME))
         kpis = {name: value for name, value in analytics["analytics"].items() if name != "definitions"}
+        # Read from the patients alone: once per data version, not again at each expiry.
+        counts = answer_cached(
+            organization,
+            "dashboard.patients",
+            {},
+            lambda: dashboard.dashboard_patient_counts(organization),
+            data_only=True,
+        )
         patients = {
-            **dashboard.dashboard_patient_counts(organization),
+            **counts,
             "with_upcoming_appointment": profiles["with_upcoming"],
         }
         summary = {
