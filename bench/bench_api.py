@@ -3,7 +3,7 @@
     python bench/bench_profiles.py --keep          # once: build the dataset (kept afterwards)
     python bench/bench_api.py                      # measure; Redis from REDIS_URL, else PostgreSQL
     python bench/bench_api.py --duration 20 --only profiles_page
-    python bench/bench_api.py --no-uncached --expiry-every 2   # profiles expiring during the runs
+    python bench/bench_api.py --no-uncached --expiry-every 5 --expiry-size 70   # profiles expiring
 
 The server runs as in production (Dockerfile): uvicorn, one worker per core
 (WEB_CONCURRENCY=2), ROUTIQ_PRODUCTION on, DEBUG off, access log off, Clerk tokens verified
@@ -68,9 +68,12 @@ def wrk(base: str, path: str, token: str, *, clients: int, seconds: int) -> dict
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-# Profiles expire all day in a clinic (each upcoming appointment that starts: about every 25 s
-# for the 50,000-patient organization in clinic hours), and each expiry starts a new version of
-# the cached answers. --expiry-every makes them come on a fixed beat during every cached run.
+# Profiles expire all day in a clinic: each upcoming appointment that starts, and each local
+# midnight that moves a stage. Appointments start on a slot grid, so they expire together: in the
+# 50,000-patient organization, 3,643 profiles at 53 moments over the next day, one every 15
+# minutes in clinic hours (about 70 profiles each). Each expiry starts a new version of the
+# cached answers. --expiry-every makes them come on a fixed beat during every cached run, far
+# more often than that; --expiry-size says how many profiles expire at each.
 EXPIRE = """
 from datetime import timedelta
 from django.utils import timezone
@@ -79,18 +82,19 @@ from patients.models import PatientProfile
 from patients.profiles.cache import profiles_cache_bump
 now = timezone.now()
 with tenant_scope({org!r}):
-    ids = list(PatientProfile.objects.for_org({org!r}).order_by("?").values_list("pk", flat=True)[:{n}])
+    profiles = PatientProfile.objects.for_org({org!r}).order_by("?")
+    ids = list(profiles.values_list("pk", flat=True)[: {n} * {size}])
     for i, pk in enumerate(ids):
-        moment = now + timedelta(seconds={first} + i * {every})
+        moment = now + timedelta(seconds={first} + (i // {size}) * {every})
         PatientProfile.objects.filter(pk=pk).update(valid_until=moment)
 profiles_cache_bump({org!r}, data=False)  # only their expiry times: the data is as it was
 """
 
 
-def schedule_expiries(env: dict[str, str], *, every: float, seconds: int) -> None:
-    """Make one random profile of the big organization expire every `every` seconds from a few
-    seconds from now, for `seconds` (the readers then recompute them, as after a real expiry)."""
-    code = EXPIRE.format(org=BIG_ORG, n=int(seconds / every) + 2, first=4, every=every)
+def schedule_expiries(env: dict[str, str], *, every: float, size: int, seconds: int) -> None:
+    """Make `size` random profiles of the big organization expire every `every` seconds from a
+    few seconds from now, for `seconds` (the readers then recompute them, as after a real expiry)."""
+    code = EXPIRE.format(org=BIG_ORG, n=int(seconds / every) + 2, size=size, first=4, every=every)
     subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO_ROOT, env=env, check=True)
 
 
@@ -159,8 +163,9 @@ def main() -> None:
     parser.add_argument("--only", action="append", help="scenario names (repeatable)")
     parser.add_argument("--no-uncached", action="store_true", help="skip the cache-off pass")
     parser.add_argument(
-        "--expiry-every", type=float, default=0, help="a profile expires every this many s (cached runs)"
+        "--expiry-every", type=float, default=0, help="profiles expire every this many s (cached runs)"
     )
+    parser.add_argument("--expiry-size", type=int, default=1, help="how many profiles expire each time")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
@@ -180,12 +185,16 @@ def main() -> None:
     report: dict[str, dict] = {}
     for label, cache_seconds in passes:
         every = args.expiry_every if cache_seconds else 0
-        expiring = f", a profile expiring every {every:g} s" if every else ""
+        expiring = f", {args.expiry_size} profile(s) expiring every {every:g} s" if every else ""
         print(f"== {label} answers (cache: {cache_mode}{expiring}), 10 clients unless @50, {args.duration} s")
         env = server_env(app_url, public_pem, cache_seconds=cache_seconds)
         server = Server(env)
         expiries = (
-            functools.partial(schedule_expiries, env, every=every, seconds=args.duration) if every else None
+            functools.partial(
+                schedule_expiries, env, every=every, size=args.expiry_size, seconds=args.duration
+            )
+            if every
+            else None
         )
         try:
             server.wait(token, next(iter(paths.values())))
