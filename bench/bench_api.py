@@ -34,7 +34,7 @@ from _server import Server, server_env
 from _server import make_keys as _keys
 from _server import make_token as _token
 from bench_profiles import BIG_ORG, DATABASE
-from harness import REPO_ROOT, server_settings, url
+from harness import REPO_ROOT, as_application_role, server_settings, url, vacuum
 
 WRK_SCRIPT = Path(__file__).with_name("wrk_report.lua")
 TARGETS = {"p95_ms": 50.0, "p99_ms": 150.0}  # at 10 clients; and >= 300 rps at 50 on the page
@@ -98,38 +98,6 @@ def schedule_expiries(env: dict[str, str], *, every: float, size: int, seconds: 
     subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=REPO_ROOT, env=env, check=True)
 
 
-# This machine's PostgreSQL runs with autovacuum off (a production server, and the embedded one,
-# have it on). Without it the tables stay as the dataset's build and profile refreshes left them:
-# every full refresh leaves a dead row per patient and no page marked all-visible, so counting a
-# clinic's profiles reads the whole table (about 50 ms) instead of its index (about 6 ms).
-VACUUMED = ("patient_conversation_profile", "patients_patient", "patients_appointment", "patients_invoice")
-
-
-def vacuum(database_url: str) -> None:
-    """What autovacuum would have done after the dataset was built: as the tables' owner."""
-    import psycopg
-
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        for table in VACUUMED:
-            connection.execute(f"VACUUM (ANALYZE) {table}")
-
-
-def as_application_role(database_url: str) -> str:
-    """The URL the server connects with, as the product does (routiq.db_roles): the application
-    role, neither owner nor superuser, so that every row-level security policy applies and costs
-    what it costs in production (a superuser bypasses them). Provisioned here as the superuser."""
-    import psycopg
-
-    sys.path.insert(0, str(REPO_ROOT))
-    from routiq import db_roles
-
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        for statement in db_roles.cluster_sql(database=DATABASE) + db_roles.database_sql():
-            connection.execute(statement)
-    scheme, rest = database_url.split("://", 1)
-    return f"{scheme}://{db_roles.APP_ROLE}@{rest.split('@', 1)[1]}"
-
-
 def measure(
     server: Server, token: str, paths: dict[str, str], *, seconds: int, expiries: Any = None
 ) -> dict[str, dict]:
@@ -176,7 +144,7 @@ def main() -> None:
         [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=REPO_ROOT, env=migrate_env, check=True
     )
     vacuum(database_url)
-    app_url = as_application_role(database_url)
+    app_url = as_application_role(database_url, DATABASE)
     private_pem, public_pem = _keys()
     token = _token(private_pem, BIG_ORG)
     paths = {k: v for k, v in scenarios(BIG_ORG).items() if not args.only or k in args.only}
