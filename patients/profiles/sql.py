@@ -75,6 +75,11 @@ marked AS (
             (date_trunc('day', (CASE WHEN a.outcome = 'dna' THEN a.starts_at ELSE a.cancelled_at END)
                 AT TIME ZONE %(tz)s) + interval '1 day') AT TIME ZONE %(tz)s END AS event_eod
         FROM appts a
+        -- Kept a subquery (not folded into the lookup above), so that event_eod reaches it as a
+        -- value: folded in, its time zone functions, which are not leakproof, may not run before
+        -- the row-level security policy, and the application role's lookup read every one of
+        -- the patient's appointments instead of the index range after event_eod.
+        OFFSET 0
     ) x
 ),
 visits AS (
