@@ -71,14 +71,14 @@ def _bump(organization_id: str, *, data: bool = True) -> None:
     cache.set(_EXPIRY.format(org=organization_id), next_expiry, None)
 
 
-def _expiry_recheck(organization_id: str) -> None:
-    """Record the next expiry as this connection sees it, or EXPIRY_RECHECK_SECONDS from now
-    when sooner."""
-    soon = timezone.now() + timedelta(seconds=EXPIRY_RECHECK_SECONDS)
+def _expiry_record(organization_id: str, *, pending: bool) -> None:
+    """Record the next expiry as this connection sees it; `pending` (its refresh is still to
+    commit): EXPIRY_RECHECK_SECONDS from now at the latest."""
     next_expiry = _next_expiry(organization_id)
-    _cache().set(
-        _EXPIRY.format(org=organization_id), soon if next_expiry is None else min(next_expiry, soon), None
-    )
+    if pending:
+        soon = timezone.now() + timedelta(seconds=EXPIRY_RECHECK_SECONDS)
+        next_expiry = soon if next_expiry is None else min(next_expiry, soon)
+    _cache().set(_EXPIRY.format(org=organization_id), next_expiry, None)
 
 
 def _next_expiry(organization_id: str) -> datetime | None:
@@ -144,11 +144,12 @@ def cached_answer(
         # recorded is the next one this reader sees, so that they do not try too (one that
         # does anyway, finding the refresh's lock held, is told `busy` and answers the same).
         refreshed = refresh_expired()
-        if not getattr(refreshed, "busy", False):
-            _expiry_recheck(organization_id)
-            before = version
-            version, next_expiry, data_version = _state(organization_id)
-            if getattr(refreshed, "patients", 0) and version == before:
+        before = version
+        version, _, data_version = _state(organization_id)
+        if not getattr(refreshed, "busy", False) and version == before:  # not yet committed
+            pending = bool(getattr(refreshed, "patients", 0))
+            _expiry_record(organization_id, pending=pending)
+            if pending:
                 # Its own answer from what it just recomputed, kept by nobody: the version
                 # its commit starts will have it.
                 return compute()

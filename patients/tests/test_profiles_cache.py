@@ -368,6 +368,19 @@ def test_a_readers_expiry_refresh_starts_one_version_when_it_commits(
         assert PatientProfile.objects.get(patient=clinics["jane"]).valid_until > timezone.now()
 
 
+def test_a_stale_recorded_expiry_with_nothing_to_recompute_records_the_real_next_one(world, clinics):
+    from patients.profiles import RefreshResult
+    from patients.profiles.cache import cached_answer
+
+    org = world.org_a.pk
+    profiles_cache_bump(org)
+    version, real = profiles_state(org)
+    _expire_now(org)  # recorded as passed, though no profile is due
+    cached_answer(org, "probe", {}, lambda: "answer", refresh_expired=lambda: RefreshResult(0, 0.0))
+    # No commit follows to record it: the reader does (not a recheck in a few seconds, forever).
+    assert profiles_state(org) == (version, real)
+
+
 # --- answers that read no profile: the data version ------------------------------------------------
 def _counting(answers_made):
     def compute():
