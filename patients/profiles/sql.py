@@ -35,6 +35,23 @@ def _by_stage(mapping: dict[str, object], *, quote: bool) -> str:
     return f"CASE {cases} END"
 
 
+def _earliest_after(after: str, candidates: list[str]) -> str:
+    """The earliest of `candidates` later than `after` (NULL when none is): `least` skips the
+    NULLs. Plain expressions, where a subquery over the candidates cost a subplan per profile."""
+    return "least(" + ", ".join(f"CASE WHEN {c} > {after} THEN {c} END" for c in candidates) + ")"
+
+
+def _expiry() -> str:
+    return _earliest_after("%(now)s", ["j.next_at", "(j.oldest_in_90d + interval '90 days')"])
+
+
+def _day_expiry() -> str:
+    last = "(j.last_attended_at AT TIME ZONE %(tz)s)::date"
+    multiples = [f"floor({m} * j.interval_days)::int + 1" for m in (1, 1.5, 2, 3)]
+    days = [*multiples, "%(l_soft)s", "%(l_hard)s", "%(dormant)s"]
+    return _earliest_after("%(today)s::date", [f"({last} + {d})" for d in days])
+
+
 @cache
 def refresh_sql() -> str:
     priority = " ".join(f"WHEN band = '{band}' THEN {p}" for band, p in rules.PRIORITY_BY_BAND.items())
@@ -45,7 +62,7 @@ WITH targets AS (
 ),
 appts AS (
     SELECT a.id, a.patient_id, a.starts_at, a.cancelled_at, a.pms_created_at, a.appointment_type_id,
-           a.practitioner_id, a.location_id,
+           a.practitioner_id, a.location_id, ty.price,
            CASE
                WHEN a.cancelled_at IS NOT NULL AND a.cancelled_at > a.starts_at - %(late)s THEN 'late_cancelled'
                WHEN a.cancelled_at IS NOT NULL THEN 'cancelled'
@@ -53,8 +70,12 @@ appts AS (
                WHEN a.patient_arrived OR a.starts_at <= %(now)s THEN 'attended'
                ELSE 'booked'
            END AS outcome
-    FROM patients_appointment a JOIN targets t ON t.patient_id = a.patient_id
-    WHERE a.organization_id = %(org)s AND a.archived_at IS NULL AND a.deleted_at IS NULL
+    FROM patients_appointment a
+    LEFT JOIN patients_appointmenttype ty ON ty.organization_id = %(org)s AND ty.id = a.appointment_type_id
+    -- The targets as a filter (a hashed list), not a join: joined, the planner (which knows
+    -- nothing of a CTE's values) hashed the whole organization's appointments to probe them.
+    WHERE a.organization_id = %(org)s AND a.patient_id IS NOT NULL
+      AND (%(all_patients)s OR a.patient_id = ANY(%(ids)s::bigint[])) AND a.archived_at IS NULL AND a.deleted_at IS NULL
       AND (a.appointment_type_id IS NULL OR NOT a.appointment_type_id = ANY(%(excluded)s::bigint[]))
 ),
 -- A cancellation or DNA is a reschedule when, at the end of that day (the cancellation's day,
@@ -85,10 +106,10 @@ marked AS (
 visits AS (
     SELECT patient_id, appointment_type_id, practitioner_id, location_id,
            row_number() OVER w_desc AS rn,
-           extract(epoch FROM starts_at - lag(starts_at) OVER w_asc) / 86400.0 AS gap
+           -- the gap since the visit before it (the next one down: one ordering, one sort)
+           extract(epoch FROM starts_at - lead(starts_at) OVER w_desc) / 86400.0 AS gap
     FROM marked WHERE outcome = 'attended'
-    WINDOW w_desc AS (PARTITION BY patient_id ORDER BY starts_at DESC, id DESC),
-           w_asc AS (PARTITION BY patient_id ORDER BY starts_at, id)
+    WINDOW w_desc AS (PARTITION BY patient_id ORDER BY starts_at DESC, id DESC)
 ),
 rhythm AS (
     SELECT patient_id,
@@ -124,7 +145,8 @@ counts AS (
            max(starts_at) FILTER (WHERE outcome = 'attended') AS last_attended_at,
            max(starts_at) FILTER (WHERE outcome IN ('attended', 'dna')) AS last_at,
            min(starts_at) FILTER (WHERE outcome = 'booked') AS next_at,
-           min(starts_at) FILTER (WHERE in_90d) AS oldest_in_90d
+           min(starts_at) FILTER (WHERE in_90d) AS oldest_in_90d,
+           sum(price) FILTER (WHERE outcome = 'attended') AS priced
     FROM marked GROUP BY patient_id
 ),
 next_visit AS (
@@ -136,22 +158,20 @@ next_visit AS (
     WHERE m.outcome = 'booked' ORDER BY m.patient_id, m.starts_at, m.id
 ),
 last_visit AS (
-    SELECT DISTINCT ON (m.patient_id) m.patient_id, m.outcome, t.name AS type_name
-    FROM marked m LEFT JOIN patients_appointmenttype t ON t.id = m.appointment_type_id
-    WHERE m.starts_at <= %(now)s ORDER BY m.patient_id, m.starts_at DESC, m.id DESC
+    SELECT l.patient_id, l.outcome, t.name AS type_name
+    FROM (  -- sorted narrow, named after
+        SELECT DISTINCT ON (m.patient_id) m.patient_id, m.outcome, m.appointment_type_id
+        FROM marked m WHERE m.starts_at <= %(now)s ORDER BY m.patient_id, m.starts_at DESC, m.id DESC
+    ) l LEFT JOIN patients_appointmenttype t ON t.id = l.appointment_type_id
 ),
 invoiced AS (
     SELECT i.patient_id, sum(i.total_amount) AS total, count(*) AS n
-    FROM patients_invoice i JOIN targets t ON t.patient_id = i.patient_id
-    WHERE i.organization_id = %(org)s AND i.archived_at IS NULL AND i.deleted_at IS NULL
+    FROM patients_invoice i
+    WHERE i.organization_id = %(org)s AND i.patient_id IS NOT NULL
+      AND (%(all_patients)s OR i.patient_id = ANY(%(ids)s::bigint[])) AND i.archived_at IS NULL AND i.deleted_at IS NULL
     GROUP BY i.patient_id
 ),
-priced AS (
-    SELECT m.patient_id, sum(t.price) AS total
-    FROM marked m JOIN patients_appointmenttype t ON t.id = m.appointment_type_id
-    WHERE m.outcome = 'attended' AND t.price IS NOT NULL GROUP BY m.patient_id
-),
-base AS (
+base AS MATERIALIZED (
     SELECT t.patient_id,
            coalesce(c.total, 0) AS total, coalesce(c.attended, 0) AS attended, coalesce(c.dna, 0) AS dna,
            coalesce(c.cancelled, 0) AS cancelled, coalesce(c.late_cancelled, 0) AS late_cancelled,
@@ -169,8 +189,8 @@ base AS (
                 ELSE %(default_interval)s::float END AS interval_days,
            CASE WHEN coalesce(r.gaps, 0) >= 2 THEN 'patient'
                 WHEN %(baseline_interval)s::float IS NOT NULL THEN 'organization' ELSE 'default' END AS interval_source,
-           CASE WHEN coalesce(inv.n, 0) > 0 THEN inv.total ELSE coalesce(pr.total, 0) END AS realised,
-           CASE WHEN coalesce(inv.n, 0) > 0 THEN 'invoices' WHEN pr.total IS NOT NULL THEN 'prices'
+           CASE WHEN coalesce(inv.n, 0) > 0 THEN inv.total ELSE coalesce(c.priced, 0) END AS realised,
+           CASE WHEN coalesce(inv.n, 0) > 0 THEN 'invoices' WHEN c.priced IS NOT NULL THEN 'prices'
                 ELSE 'none' END AS value_source,
            (%(today)s::date - (c.last_attended_at AT TIME ZONE %(tz)s)::date) AS days_since
     FROM targets t
@@ -180,9 +200,8 @@ base AS (
     LEFT JOIN next_visit nv ON nv.patient_id = t.patient_id
     LEFT JOIN last_visit lv ON lv.patient_id = t.patient_id
     LEFT JOIN invoiced inv ON inv.patient_id = t.patient_id
-    LEFT JOIN priced pr ON pr.patient_id = t.patient_id
 ),
-staged AS (
+staged AS MATERIALIZED (
     SELECT b.*, gap_ratio,
            CASE WHEN b.next_at IS NOT NULL OR gap_ratio <= 1.5 THEN 'active'
                 WHEN b.days_since IS NULL THEN 'never_converted'
@@ -192,7 +211,7 @@ staged AS (
                 ELSE 'dormant' END AS stage
     FROM base b, LATERAL (SELECT b.days_since / b.interval_days AS gap_ratio) g
 ),
-scored AS (
+scored AS MATERIALIZED (
     SELECT s.*, points.*,
            least(100, p_overdue + p_no_booking + p_dna + p_late + p_unrebooked + p_falling + p_never) AS score
     FROM staged s, LATERAL (SELECT
@@ -209,7 +228,7 @@ scored AS (
         CASE WHEN s.stage = 'never_converted' THEN {rules.NEVER_CONVERTED} ELSE 0 END AS p_never
     ) points
 ),
-judged AS (
+judged AS MATERIALIZED (
     SELECT s.*, {_band().replace("score", "s.score")} AS band,
            CASE WHEN s.stage = 'active' AND (s.days_since <= s.interval_days) THEN 'highly_engaged'
                 WHEN s.stage IN ('active', 'due') THEN 'moderately_engaged'
@@ -245,14 +264,8 @@ final AS (
            ], NULL)) AS reasons,
            -- The next moment any of this changes: a booking passing, a visit leaving the 90 days,
            -- a day threshold crossed (stage, engagement, the gap points).
-           (SELECT min(moment) FROM (VALUES (j.next_at), (j.oldest_in_90d + interval '90 days')) m(moment)
-            WHERE moment > %(now)s) AS data_expiry,
-           (SELECT min(d) FROM unnest(ARRAY[
-                floor(j.interval_days)::int + 1, floor(1.5 * j.interval_days)::int + 1,
-                floor(2 * j.interval_days)::int + 1, floor(3 * j.interval_days)::int + 1,
-                %(l_soft)s, %(l_hard)s, %(dormant)s
-            ]) k, LATERAL (SELECT (j.last_attended_at AT TIME ZONE %(tz)s)::date + k AS d) dd
-            WHERE dd.d > %(today)s::date) AS day_expiry
+           {_expiry()} AS data_expiry,
+           {_day_expiry()} AS day_expiry
     FROM judged j
 )
 INSERT INTO patient_conversation_profile AS t (
@@ -309,23 +322,20 @@ ON CONFLICT (patient_id) DO UPDATE SET
 
 BASELINE_SQL = """
 WITH visits AS (
-    SELECT a.patient_id, row_number() OVER w_desc AS rn,
-           extract(epoch FROM a.starts_at - lag(a.starts_at) OVER w_asc) / 86400.0 AS gap
+    SELECT row_number() OVER w AS rn,
+           extract(epoch FROM a.starts_at - lead(a.starts_at) OVER w) / 86400.0 AS gap
     FROM patients_appointment a
     WHERE a.organization_id = %(org)s AND a.patient_id IS NOT NULL AND a.archived_at IS NULL
       AND a.deleted_at IS NULL AND a.cancelled_at IS NULL AND NOT a.did_not_arrive
       AND (a.patient_arrived OR a.starts_at <= %(now)s)
       AND (a.appointment_type_id IS NULL OR NOT a.appointment_type_id = ANY(%(excluded)s::bigint[]))
-    WINDOW w_desc AS (PARTITION BY a.patient_id ORDER BY a.starts_at DESC, a.id DESC),
-           w_asc AS (PARTITION BY a.patient_id ORDER BY a.starts_at, a.id)
-),
-attended AS (SELECT count(*) AS n FROM visits),
-invoiced AS (
-    SELECT sum(total_amount) AS total FROM patients_invoice
-    WHERE organization_id = %(org)s AND patient_id IS NOT NULL AND archived_at IS NULL AND deleted_at IS NULL
+    WINDOW w AS (PARTITION BY a.patient_id ORDER BY a.starts_at DESC, a.id DESC)
 )
 SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY gap) FILTER (WHERE rn <= %(visits)s - 1 AND gap IS NOT NULL),
        count(gap) FILTER (WHERE rn <= %(visits)s - 1),
-       (SELECT CASE WHEN attended.n > 0 THEN round(invoiced.total / attended.n, 2) END FROM attended, invoiced)
+       round((
+           SELECT sum(total_amount) FROM patients_invoice
+           WHERE organization_id = %(org)s AND patient_id IS NOT NULL AND archived_at IS NULL AND deleted_at IS NULL
+       ) / nullif(count(*), 0), 2)  -- the average attended visit's invoiced value
 FROM visits
 """
