@@ -153,8 +153,8 @@ next_visit AS (
     SELECT DISTINCT ON (m.patient_id) m.patient_id, t.name AS type_name,
            concat_ws(' ', pr.first_name, pr.last_name) AS practitioner_name
     FROM marked m
-    LEFT JOIN patients_appointmenttype t ON t.id = m.appointment_type_id
-    LEFT JOIN patients_practitioner pr ON pr.id = m.practitioner_id
+    LEFT JOIN patients_appointmenttype t ON t.organization_id = %(org)s AND t.id = m.appointment_type_id
+    LEFT JOIN patients_practitioner pr ON pr.organization_id = %(org)s AND pr.id = m.practitioner_id
     WHERE m.outcome = 'booked' ORDER BY m.patient_id, m.starts_at, m.id
 ),
 last_visit AS (
@@ -162,7 +162,7 @@ last_visit AS (
     FROM (  -- sorted narrow, named after
         SELECT DISTINCT ON (m.patient_id) m.patient_id, m.outcome, m.appointment_type_id
         FROM marked m WHERE m.starts_at <= %(now)s ORDER BY m.patient_id, m.starts_at DESC, m.id DESC
-    ) l LEFT JOIN patients_appointmenttype t ON t.id = l.appointment_type_id
+    ) l LEFT JOIN patients_appointmenttype t ON t.organization_id = %(org)s AND t.id = l.appointment_type_id
 ),
 invoiced AS (
     SELECT i.patient_id, sum(i.total_amount) AS total, count(*) AS n
@@ -196,7 +196,7 @@ base AS MATERIALIZED (
     FROM targets t
     LEFT JOIN counts c ON c.patient_id = t.patient_id
     LEFT JOIN rhythm r ON r.patient_id = t.patient_id
-    LEFT JOIN patients_appointmenttype pt ON pt.id = r.primary_type_id
+    LEFT JOIN patients_appointmenttype pt ON pt.organization_id = %(org)s AND pt.id = r.primary_type_id
     LEFT JOIN next_visit nv ON nv.patient_id = t.patient_id
     LEFT JOIN last_visit lv ON lv.patient_id = t.patient_id
     LEFT JOIN invoiced inv ON inv.patient_id = t.patient_id
