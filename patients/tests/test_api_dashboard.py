@@ -55,7 +55,8 @@ def clinic(world: Any) -> dict[str, Any]:
     - Tess, seen around today in Sydney: attended at 00:30 today (00:30 local is the day before
       in UTC), attended at 23:30 yesterday, missed 00:45 today, cancelled 00:50 today two hours
       before it (late), booked later today, tomorrow at 00:15 and next Monday; a class today (an
-      excluded type) and an archived appointment today, neither counted;
+      excluded type) and an archived appointment today, neither counted (before 1 am there, the
+      three visits of today are earlier, in the minutes since midnight);
     - a Cliniko connection last synced 61 minutes ago and three runs: completed an hour ago,
       failed 30 minutes ago, running since 5 minutes ago (the newest);
     - org B: a booking made 10 minutes ago and a run of its own, never shown to org A."""
@@ -73,16 +74,24 @@ def clinic(world: Any) -> dict[str, Any]:
     def visit(key: str, starts_at: datetime, **fields: Any) -> Appointment:
         return _appointment(org, tess, key, starts_at, **{"appointment_type": kind, **fields})
 
+    # Minutes past midnight, squeezed into the minutes gone by when the tests run before 1 am
+    # there: today's visits so far must be in the past (a DNA not yet due is no DNA).
+    midnight = local(org, today, 0)
+    gone = min(now - midnight, timedelta(hours=1))
+
+    def past_midnight(minutes: int) -> datetime:
+        return midnight + gone * minutes / 60
+
     made = {
-        "attended": visit("t-attended", local(org, today, 0, 30), patient_arrived=True),
+        "attended": visit("t-attended", past_midnight(30), patient_arrived=True),
         "yesterday": visit(
             "t-yesterday", local(org, today - timedelta(days=1), 23, 30), patient_arrived=True
         ),
-        "dna": visit("t-dna", local(org, today, 0, 45), did_not_arrive=True),
+        "dna": visit("t-dna", past_midnight(45), did_not_arrive=True),
         "cancelled": visit(
             "t-cancelled",
-            local(org, today, 0, 50),
-            cancelled_at=local(org, today, 0, 50) - timedelta(hours=2),
+            past_midnight(50),
+            cancelled_at=past_midnight(50) - timedelta(hours=2),
         ),
         "later": visit("t-later", later_today),
         "tomorrow": visit("t-tomorrow", local(org, today + timedelta(days=1), 0, 15)),

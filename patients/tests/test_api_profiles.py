@@ -4,7 +4,7 @@ filters, a stable order across pages, bounds, ids, tenants and query counts."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 import pytest
 from django.db import connection as db
@@ -18,6 +18,7 @@ from conftest import data_queries
 from patients.api.profile_data import PatientProfileSerializer
 from patients.models import Appointment, Patient, PatientProfile, Practitioner
 from patients.profiles import profiles_refresh_all
+from patients.tests.test_api_reengagement import on_day
 
 pytestmark = pytest.mark.django_db
 
@@ -75,8 +76,8 @@ def clinic(world):
                 patient=who,
                 practitioner=ana,
                 location=site,
-                starts_at=now - timedelta(days=100 + 14 * k),
-                ends_at=now - timedelta(days=100 + 14 * k) + timedelta(minutes=30),
+                starts_at=on_day(org, -100 - 14 * k),
+                ends_at=on_day(org, -100 - 14 * k) + timedelta(minutes=30),
             )
     jane, booked = patients[0], patients[1]
     Patient.objects.filter(pk=jane.pk).update(
@@ -93,8 +94,8 @@ def clinic(world):
         pms="cliniko",
         external_id="future",
         patient=booked,
-        starts_at=now + timedelta(days=3),
-        ends_at=now + timedelta(days=3, minutes=30),
+        starts_at=on_day(org, 3),
+        ends_at=on_day(org, 3) + timedelta(minutes=30),
     )
     other = baker.make(
         Patient,
@@ -316,7 +317,10 @@ def test_queries_do_not_grow_with_the_page(world, clinic, api, token_for):
 def test_an_expired_profile_is_recomputed_before_it_is_read(world, clinic, api, token_for):
     booked = clinic["booked"]
     with tenant_scope(world.org_a):
-        Appointment.objects.filter(external_id="future").update(starts_at=timezone.now() - timedelta(hours=1))
+        # Earlier today on the clinic's calendar (not an hour ago: before 1 am that is yesterday).
+        now = timezone.now()
+        midnight = datetime.combine(now.astimezone(world.org_a.tzinfo).date(), time(0), world.org_a.tzinfo)
+        Appointment.objects.filter(external_id="future").update(starts_at=midnight + (now - midnight) / 2)
         PatientProfile.objects.filter(patient=booked).update(
             valid_until=timezone.now() - timedelta(seconds=1)
         )

@@ -4,7 +4,7 @@ filters, bounds, stable paging with ties, ids, tenants, roles and query counts."
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -54,10 +54,17 @@ def _patient(org: Any, key: str, first: str, **fields: Any) -> Patient:
     return baker.make(Patient, organization=org, pms="cliniko", external_id=key, first_name=first, **fields)
 
 
+def on_day(org: Any, days: int) -> datetime:
+    """Noon on the clinic's calendar `days` from today (negative: ago). Counted in the clinic's
+    days whatever the hour the tests run at: `now - timedelta(days=100)` is 101 days ago in
+    Sydney in the hour after its midnight when daylight saving began in between."""
+    today = timezone.now().astimezone(org.tzinfo).date()
+    return datetime.combine(today + timedelta(days=days), time(12), tzinfo=org.tzinfo)
+
+
 def _visits(org: Any, who: Patient, key: str, days_ago: list[int], **fields: Any) -> None:
-    now = timezone.now()
     for n, days in enumerate(days_ago):
-        _appointment(org, who, f"{key}-{n}", now - timedelta(days=days), **fields)
+        _appointment(org, who, f"{key}-{n}", on_day(org, -days), **fields)
 
 
 def build_clinic(world: Any) -> dict[str, Any]:
@@ -85,9 +92,9 @@ def build_clinic(world: Any) -> dict[str, Any]:
         _visits(org, who, who.external_id, [100, 114, 128], **where)
     _visits(org, critical, "crit", [70, 84, 98], **where)
     for days in (20, 30):  # each booked after the one before was missed: no reschedule
-        made, missed = now - timedelta(days=days + 5), now - timedelta(days=days)
+        made, missed = on_day(org, -days - 5), on_day(org, -days)
         _appointment(org, critical, f"dna{days}", missed, pms_created_at=made, did_not_arrive=True, **where)
-    future = now + timedelta(days=3)
+    future = on_day(org, 3)
     _appointment(org, booked, "booked-next", future, pms_created_at=now - timedelta(days=2), **where)
     for n in range(3):
         baker.make(

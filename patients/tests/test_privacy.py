@@ -21,7 +21,7 @@ def patient(world):
     )
     appointment = baker.make(
         Appointment, organization=world.org_a, pms="cliniko", external_id="a1", patient=patient,
-        starts_at=NOW - timedelta(days=3), ends_at=NOW - timedelta(days=3), cancellation_note="called about her knee",
+        starts_at=timezone.now() - timedelta(days=3), ends_at=timezone.now() - timedelta(days=3), cancellation_note="called about her knee",
     )
     baker.make(Invoice, organization=world.org_a, pms="cliniko", external_id="i1", patient=patient, appointment=appointment, total_amount="95.00")
     return patient
