@@ -106,8 +106,11 @@ marked AS (
 visits AS (
     SELECT patient_id, appointment_type_id, practitioner_id, location_id,
            row_number() OVER w_desc AS rn,
-           -- the gap since the visit before it (the next one down: one ordering, one sort)
-           extract(epoch FROM starts_at - lead(starts_at) OVER w_desc) / 86400.0 AS gap
+           -- the gap since the visit before it (the next one down: one ordering, one sort), on
+           -- the clinic's clock: 9 am to 9 am a fortnight later is 14 days across a change to
+           -- daylight saving too, as days since the last visit are counted in its calendar
+           extract(epoch FROM (starts_at AT TIME ZONE %(tz)s)
+                              - (lead(starts_at) OVER w_desc AT TIME ZONE %(tz)s)) / 86400.0 AS gap
     FROM marked WHERE outcome = 'attended'
     WINDOW w_desc AS (PARTITION BY patient_id ORDER BY starts_at DESC, id DESC)
 ),
@@ -323,7 +326,8 @@ ON CONFLICT (patient_id) DO UPDATE SET
 BASELINE_SQL = """
 WITH visits AS (
     SELECT row_number() OVER w AS rn,
-           extract(epoch FROM a.starts_at - lead(a.starts_at) OVER w) / 86400.0 AS gap
+           extract(epoch FROM (a.starts_at AT TIME ZONE %(tz)s)
+                              - (lead(a.starts_at) OVER w AT TIME ZONE %(tz)s)) / 86400.0 AS gap
     FROM patients_appointment a
     WHERE a.organization_id = %(org)s AND a.patient_id IS NOT NULL AND a.archived_at IS NULL
       AND a.deleted_at IS NULL AND a.cancelled_at IS NULL AND NOT a.did_not_arrive

@@ -11,7 +11,7 @@ import pytest
 from model_bakery import baker
 
 from clinics.rls import tenant_scope
-from patients.models import Appointment, AppointmentType, Invoice, Patient, PatientProfile
+from patients.models import Appointment, AppointmentType, Invoice, Patient, PatientProfile, ProfileBaseline
 from patients.outcomes import appointment_outcome
 from patients.profiles import profiles_refresh, profiles_refresh_all, profiles_refresh_expired
 
@@ -133,6 +133,25 @@ def test_a_lapse_at_day_61_waits_for_a_long_usual_interval(world):
     assert profile.lifecycle_stage == "active"  # gap ratio 1.36: not yet due for a 45-day rhythm
     # Due from day 68 (68 / 45 > 1.5): in a week.
     assert profile.valid_until == datetime.combine(TODAY + timedelta(days=7), time(0), SYDNEY)
+
+
+def test_a_fortnightly_rhythm_stays_14_days_across_daylight_saving(world):
+    """Sydney's clocks went forward on 4 October 2026: 9 am on 2 October to 9 am on 16 October is
+    an hour short of 14 days elapsed, and 14 days on the clinic's clock, which is how the days
+    since the last visit are counted too."""
+    org = world.org_a
+    who, regulars = patient(org), [patient(org) for _ in range(10)]  # 22 gaps: a clinic median
+    for day in (date(2026, 9, 18), date(2026, 10, 2), date(2026, 10, 16)):  # 35 days ago the last
+        visit(org, who, local(day, 9))
+        for regular in regulars:
+            visit(org, regular, local(day, 9))
+    with tenant_scope(org):
+        profiles_refresh_all(org, now=NOW)
+        baseline = ProfileBaseline.objects.get(organization=org)
+    profile = profile_of(org, who)
+    assert profile.expected_interval_days == 14 and profile.last_gap_days == 14
+    assert profile.gap_ratio == 35 / 14 and profile.lifecycle_stage == "due"
+    assert baseline.median_interval_days == 14 and baseline.interval_gaps == 22
 
 
 def test_value_from_invoices_or_from_prices(world):
