@@ -2,14 +2,23 @@
 
 Org A has an admin and a staff member; org B has its own admin. Cross-tenant tests ask org
 A's people for org B's things and expect nothing back.
+
+`ROUTIQ_TEST_CLOCK` runs the tests at another moment, the clock ticking on from there: an ISO
+instant (`2026-12-31T13:05:00Z`), or a wall time in a zone (`00:05 Australia/Sydney`: the next
+one). CI runs the calendar-minded tests just after midnight in the clinics' zone this way, the
+hour in which a fixture laid out as `now - timedelta(days=n)` lands on the wrong day.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jwt
 import pytest
@@ -22,6 +31,39 @@ from clinics.models import Membership, Organization, Role
 
 ORG_A_ID = "org_2xwHiNrj68eaRUlX10anlXGvzX7"
 ORG_B_ID = "org_2yBqMfT93kLpZcVwXs4Rt8uNa1Q"
+
+
+def clock_from(value: str, *, now: datetime | None = None) -> datetime:
+    """The moment `ROUTIQ_TEST_CLOCK` names (see the module's docstring)."""
+    value = value.strip()
+    if " " not in value:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ValueError(f"ROUTIQ_TEST_CLOCK {value!r}: give the instant's offset, e.g. Z")
+        return moment
+    wall, zone = value.split(None, 1)
+    tz, at = ZoneInfo(zone), dt_time.fromisoformat(wall)
+    here = (now or datetime.now(UTC)).astimezone(tz)
+    moment = datetime.combine(here.date(), at, tzinfo=tz)
+    return moment if moment > here else datetime.combine(here.date() + timedelta(days=1), at, tzinfo=tz)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    value = os.environ.get("ROUTIQ_TEST_CLOCK")
+    if value:
+        import time_machine
+
+        moment = clock_from(value)
+        time_machine.travel(moment, tick=True).start()  # for the whole run; ends with the process
+        config.stash[_CLOCK] = moment
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    moment = config.stash.get(_CLOCK, None)
+    return None if moment is None else f"clock: started at {moment.isoformat()} (ROUTIQ_TEST_CLOCK)"
+
+
+_CLOCK = pytest.StashKey[datetime]()
 
 
 @dataclass
