@@ -33,6 +33,9 @@ ORG_A_ID = "org_2xwHiNrj68eaRUlX10anlXGvzX7"
 ORG_B_ID = "org_2yBqMfT93kLpZcVwXs4Rt8uNa1Q"
 
 
+_CLOCK = pytest.StashKey[datetime]()  # the moment ROUTIQ_TEST_CLOCK started the run at
+
+
 def clock_from(value: str, *, now: datetime | None = None) -> datetime:
     """The moment `ROUTIQ_TEST_CLOCK` names (see the module's docstring)."""
     value = value.strip()
@@ -61,9 +64,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str | None:
     moment = config.stash.get(_CLOCK, None)
     return None if moment is None else f"clock: started at {moment.isoformat()} (ROUTIQ_TEST_CLOCK)"
-
-
-_CLOCK = pytest.StashKey[datetime]()
 
 
 @dataclass

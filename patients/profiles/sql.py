@@ -41,6 +41,17 @@ def _earliest_after(after: str, candidates: list[str]) -> str:
     return "least(" + ", ".join(f"CASE WHEN {c} > {after} THEN {c} END" for c in candidates) + ")"
 
 
+def _gap_days(starts_at: str, window: str) -> str:
+    """Days since the visit before this one (the next row of `window`, which orders the newest
+    first), on the clinic's clock: 9 am to 9 am a fortnight later is 14 days across a change to
+    daylight saving too, as days since the last visit are counted in its calendar. A patient's
+    usual interval and the organization's baseline are both measured this way."""
+    return (
+        f"extract(epoch FROM ({starts_at} AT TIME ZONE %(tz)s)"
+        f" - (lead({starts_at}) OVER {window} AT TIME ZONE %(tz)s)) / 86400.0"
+    )
+
+
 def _expiry() -> str:
     return _earliest_after("%(now)s", ["j.next_at", "(j.oldest_in_90d + interval '90 days')"])
 
@@ -106,11 +117,8 @@ marked AS (
 visits AS (
     SELECT patient_id, appointment_type_id, practitioner_id, location_id,
            row_number() OVER w_desc AS rn,
-           -- the gap since the visit before it (the next one down: one ordering, one sort), on
-           -- the clinic's clock: 9 am to 9 am a fortnight later is 14 days across a change to
-           -- daylight saving too, as days since the last visit are counted in its calendar
-           extract(epoch FROM (starts_at AT TIME ZONE %(tz)s)
-                              - (lead(starts_at) OVER w_desc AT TIME ZONE %(tz)s)) / 86400.0 AS gap
+           -- the gap since the visit before it (the next one down: one ordering, one sort)
+           {_gap_days("starts_at", "w_desc")} AS gap
     FROM marked WHERE outcome = 'attended'
     WINDOW w_desc AS (PARTITION BY patient_id ORDER BY starts_at DESC, id DESC)
 ),
@@ -323,11 +331,9 @@ ON CONFLICT (patient_id) DO UPDATE SET
 """
 
 
-BASELINE_SQL = """
+BASELINE_SQL = f"""
 WITH visits AS (
-    SELECT row_number() OVER w AS rn,
-           extract(epoch FROM (a.starts_at AT TIME ZONE %(tz)s)
-                              - (lead(a.starts_at) OVER w AT TIME ZONE %(tz)s)) / 86400.0 AS gap
+    SELECT row_number() OVER w AS rn, {_gap_days("a.starts_at", "w")} AS gap
     FROM patients_appointment a
     WHERE a.organization_id = %(org)s AND a.patient_id IS NOT NULL AND a.archived_at IS NULL
       AND a.deleted_at IS NULL AND a.cancelled_at IS NULL AND NOT a.did_not_arrive

@@ -19,9 +19,10 @@ def patient(world):
         email="Zoe@Example.com", email_normalized="zoe@example.com", phone_numbers=[{"type": "Mobile", "number": "0412 345 678"}],
         phones_e164=["+61412345678"], mobile_e164="+61412345678", date_of_birth="1990-01-02", pms_updated_at=NOW,
     )
+    seen = timezone.now() - timedelta(days=3)
     appointment = baker.make(
         Appointment, organization=world.org_a, pms="cliniko", external_id="a1", patient=patient,
-        starts_at=timezone.now() - timedelta(days=3), ends_at=timezone.now() - timedelta(days=3), cancellation_note="called about her knee",
+        starts_at=seen, ends_at=seen, cancellation_note="called about her knee",
     )
     baker.make(Invoice, organization=world.org_a, pms="cliniko", external_id="i1", patient=patient, appointment=appointment, total_amount="95.00")
     return patient
