@@ -170,9 +170,14 @@ def browser(tmp_path: Path):
 
 
 def _wait_for(driver, condition, *, timeout: float = 60.0, what: str = "") -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+    # A page still loading (the redirect after signing in) can replace the body between finding
+    # it and reading it: that poll is asked again, not a failure.
+    WebDriverWait(
+        driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(lambda d: condition(d), message=what)
 
 
 def _body(driver, name: str) -> str | None:
